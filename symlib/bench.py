@@ -1,0 +1,81 @@
+"""Benchmark: symlib's Lightning path against a bare PyTorch loop (not a test).
+
+    python -m symlib.bench [--n 2048] [--epochs 4] [--repeats 3] [--threads 1]
+
+Both sides train the same transformer on the same task from the same seed, end to end (data,
+model, training, one final evaluation of validation and test), interleaved so that machine drift
+hits both alike.  Prints samples/s of each and the ratio lightning / bare at batch 32 and 256;
+the goals are >= 0.90 at batch 32 and >= 0.95 at batch 256 (README, *Performance*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from .data import make_data
+from .models import ModelConfig, build_model
+from .tasks import get_task
+from .training import DataConfig, TensorBatches, TrainConfig, fit, loss_fn
+
+
+def bare_loop(task_name: str, model: ModelConfig, train: TrainConfig, data: DataConfig, seed: int) -> float:
+    """The reference: the same work as :func:`symlib.fit` written as a plain PyTorch loop."""
+    start = time.perf_counter()
+    task = get_task(task_name)
+    d = make_data(task, data, seed=seed)
+    torch.manual_seed(seed)
+    net = build_model(model, d.vocab_size, task.length, task.kind, seed=seed)
+    opt = torch.optim.Adam(net.parameters(), lr=train.lr)
+    batches = TensorBatches(d.x["train"], d.y["train"], train.batch_size, seed)
+    for _ in range(train.epochs):
+        for x, y in batches:
+            loss = loss_fn(task.kind, net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        net.eval()
+        for split in ("val", "test"):
+            loss_fn(task.kind, net(d.x[split]), d.y[split]).item()
+    return time.perf_counter() - start
+
+
+def compare(batch_size: int, n: int, epochs: int, repeats: int, threads: int) -> dict:
+    model = ModelConfig()
+    train = TrainConfig(epochs=epochs, batch_size=batch_size, eval_every=epochs)
+    data = DataConfig(n=n)
+    torch.set_num_threads(threads)
+    bare, light = [], []
+    bare_loop("aba_abb", model, train, data, 0)  # warm-up (imports, allocator)
+    for r in range(repeats):
+        bare.append(bare_loop("aba_abb", model, train, data, r))
+        t = time.perf_counter()
+        fit("aba_abb", model, train, data, seed=r, threads=threads)
+        light.append(time.perf_counter() - t)
+    samples = n * epochs
+    b, l = samples / statistics.median(bare), samples / statistics.median(light)
+    return {"batch_size": batch_size, "bare_samples_per_s": b, "lightning_samples_per_s": l, "ratio": l / b}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m symlib.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=2048, help="training samples (default 2048)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    print(f"aba_abb, transformer {ModelConfig()}, n={args.n}, epochs={args.epochs}, "
+          f"threads={args.threads}, median of {args.repeats} interleaved repeats")
+    for bs in (32, 256):
+        r = compare(bs, args.n, args.epochs, args.repeats, args.threads)
+        goal = 0.90 if bs == 32 else 0.95
+        print(f"batch {bs:4d}: bare {r['bare_samples_per_s']:8.0f} samples/s   lightning "
+              f"{r['lightning_samples_per_s']:8.0f} samples/s   ratio {r['ratio']:.3f}  (goal >= {goal})")
+
+
+if __name__ == "__main__":
+    main()

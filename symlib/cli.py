@@ -1,0 +1,107 @@
+"""Command line: ``python -m symlib COMMAND …``.
+
+    python -m symlib train --task aba_abb --model transformer --kq-identity --n 64 --seed 0
+
+prints one JSON line: the :class:`~symlib.training.RunResult` of the run.  Bad input exits with
+code 2 and a message saying what was wrong and what is allowed.  Other modules add commands
+through a ``register(subparsers)`` function listed in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from .data import DataConfig
+from .models import MODEL_KINDS, ModelConfig
+from .tasks import REGISTRY
+from .training import OPTIMIZERS, TrainConfig, fit
+
+# Modules that contribute a sub-command through register(subparsers).
+COMMANDS = ["symlib.cli"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train one run and print its result as one JSON line",
+                       description="Train one run and print its RunResult as one JSON line.")
+    p.add_argument("--task", required=True, help=f"task name: {', '.join(REGISTRY)}")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="task parameter, repeatable (e.g. --param k=4 for majority)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default="transformer", help=f"model kind: {', '.join(MODEL_KINDS)}")
+    m.add_argument("--kq-identity", action="store_true", help="logits += a_h X Xᵀ (a_h init 0)")
+    m.add_argument("--vo-identity", action="store_true", help="output += Σ_h b_h A_h X (b_h init 0)")
+    for name, typ in [("dim", int), ("depth", int), ("heads", int), ("dim-head", int), ("mlp-dim", int),
+                      ("hidden", int), ("identity-scale", float), ("logit-scale", float), ("init-scale", float)]:
+        m.add_argument(f"--{name}", type=typ)
+    m.add_argument("--mimetic", type=float, nargs=2, metavar=("ALPHA", "BETA"),
+                   help="mimetic Q/K initialisation W_Qᵀ W_K ≈ ALPHA Z + BETA I")
+    m.add_argument("--train-last-layer-only", action="store_true", help="random-features regime")
+    d = p.add_argument_group("data")
+    d.add_argument("--n", type=int, required=True, help="training samples (= train alphabet size by default)")
+    for name in ("train-alphabet", "n-val", "val-alphabet", "n-test", "test-alphabet"):
+        d.add_argument(f"--{name}", type=int)
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZERS)}")
+    t.add_argument("--eval-every", type=int)
+    t.add_argument("--stop-train-loss", type=float, help="enable the early-stopping rule (TrainConfig)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--progress", action="store_true", help="epoch progress bar on stderr")
+    p.set_defaults(run=_train)
+
+
+def _options(args, names) -> dict:
+    """The given (non-None) options among ``names``, as keyword arguments."""
+    out = {}
+    for n in names:
+        v = getattr(args, n)
+        if v is not None and v is not False:
+            out[n] = v
+    return out
+
+
+def _train(args) -> None:
+    params = {}
+    for item in args.param:
+        if "=" not in item:
+            raise ValueError(f"--param takes NAME=VALUE; got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            params[k] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k] = v
+    if args.task not in REGISTRY:
+        raise ValueError(f"unknown task {args.task!r}; allowed: {', '.join(REGISTRY)}")
+    from .tasks import get_task
+    task = get_task(args.task, **params)
+    model = ModelConfig(kind=args.model, **_options(args, [
+        "kq_identity", "vo_identity", "dim", "depth", "heads", "dim_head", "mlp_dim", "hidden",
+        "identity_scale", "logit_scale", "init_scale", "mimetic", "train_last_layer_only"]))
+    train = TrainConfig(**_options(args, ["epochs", "lr", "batch_size", "optimizer", "eval_every",
+                                          "stop_train_loss"]))
+    data = DataConfig(n=args.n, **_options(args, ["train_alphabet", "n_val", "val_alphabet", "n_test",
+                                                  "test_alphabet"]))
+    if args.threads <= 0:
+        raise ValueError(f"--threads must be a positive integer; got {args.threads}")
+    result = fit(task, model, train, data, seed=args.seed, threads=args.threads, progress=args.progress)
+    print(json.dumps(result.to_dict()))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m symlib", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        importlib.import_module(module).register(sub)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except ValueError as e:
+        print(f"python -m symlib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,275 @@
+"""The architectures of the paper (brief §3), built from one :class:`ModelConfig`.
+
+* ``transformer``   ViT-style pre-LN transformer, CLS token appended at the end, read out at CLS;
+                    with the switches ``kq_identity`` / ``vo_identity`` (:mod:`symlib.attention`).
+                    For a next-token task it becomes :class:`NextTokenTransformer` (tied
+                    embedding, causal, read out at the final position).
+* ``mlp``           MLP on the flattened one-hot input (``depth`` linear layers, ReLU).
+* ``mlp_xxt``       the same MLP with the flattened k×k equality matrix ``1(x_i = x_j)``
+                    concatenated to its input.
+* ``rnn``, ``lstm`` Elman RNN / LSTM over token embeddings, read out at the last step.
+
+All models map token ids ``(B, k)`` to ``(B,)`` for regression, ``(B, classes)`` for
+classification, ``(B, vocab)`` for next-token prediction.  Chapters: every experiment chapter;
+*MLPs cannot reason with unseen symbols* for the MLP's first layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import Attention
+
+MODEL_KINDS = ("transformer", "mlp", "mlp_xxt", "rnn", "lstm")
+DEFAULT_DEPTH = {"transformer": 2, "mlp": 3, "mlp_xxt": 3, "rnn": 1, "lstm": 1}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every architectural choice of a run; part of its config hash.
+
+    Widths are ours (the paper's are unknown): ``dim`` 128, 4 heads × 64, MLP width 256.
+    ``depth=None`` means the kind's default (transformer 2 blocks, MLP 3 linear layers,
+    RNN/LSTM 1 layer) and is filled in, so stored configs are explicit.
+    """
+
+    kind: str = "transformer"
+    dim: int = 128            # transformer / RNN embedding dimension (d)
+    depth: int | None = None  # transformer blocks, MLP linear layers, recurrent layers
+    heads: int = 4
+    dim_head: int = 64
+    mlp_dim: int = 256        # transformer MLP width
+    hidden: int = 256         # MLP / RNN hidden width
+    kq_identity: bool = False  # logits += a_h · X Xᵀ      (W_K W_Qᵀ + a_h I)
+    vo_identity: bool = False  # output += Σ_h b_h A_h X   (W_V W_Oᵀ + b_h I)
+    identity_scale: float = 1.0  # multiplier of both identity terms
+    logit_scale: float = 1.0     # multiplier of Q Kᵀ / sqrt(dim_head)
+    init_scale: float = 1.0      # multiplier of every weight at initialisation
+    mimetic: tuple[float, float] | None = None  # (alpha, beta): W_Qᵀ W_K ≈ alpha Z + beta I
+    train_last_layer_only: bool = False  # random-features regime: only the readout trains
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}; allowed: {', '.join(MODEL_KINDS)}")
+        if self.depth is None:
+            object.__setattr__(self, "depth", DEFAULT_DEPTH[self.kind])
+        for name in ("dim", "depth", "heads", "dim_head", "mlp_dim", "hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"model {name} must be a positive integer; got {v!r}")
+        for name in ("identity_scale", "logit_scale", "init_scale"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"model {name} must be a positive number; got {v!r}")
+        if self.mimetic is not None:
+            if len(self.mimetic) != 2:
+                raise ValueError(f"mimetic must be a pair (alpha, beta); got {self.mimetic!r}")
+            object.__setattr__(self, "mimetic", tuple(float(v) for v in self.mimetic))
+        if self.kind != "transformer" and (self.kq_identity or self.vo_identity or self.mimetic):
+            raise ValueError(f"kq_identity, vo_identity and mimetic apply to the transformer only, not {self.kind!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mimetic"] = list(self.mimetic) if self.mimetic else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model option(s) {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- transformer
+
+
+class Block(nn.Module):
+    """``x = x + Attn(LN(x)); x = x + MLP(LN(x))`` (pre-LN)."""
+
+    def __init__(self, cfg: ModelConfig, causal: bool):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.dim)
+        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head, cfg.kq_identity, cfg.vo_identity,
+                              cfg.logit_scale, cfg.identity_scale, causal)
+        self.ln2 = nn.LayerNorm(cfg.dim)
+        self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.mlp_dim), nn.GELU(), nn.Linear(cfg.mlp_dim, cfg.dim))
+
+    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), record)
+        return x + self.mlp(self.ln2(x))
+
+
+class Transformer(nn.Module):
+    """ViT-style transformer for regression / classification: ``(B, k)`` ids -> ``(B, out)``."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, length: int, out_dim: int):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, cfg.dim)                 # N(0, 1) init
+        self.pos_emb = nn.Parameter(torch.randn(1, length + 1, cfg.dim))  # +1: the CLS slot
+        self.cls = nn.Parameter(torch.randn(1, 1, cfg.dim))
+        self.blocks = nn.ModuleList(Block(cfg, causal=False) for _ in range(cfg.depth))
+        self.ln_f = nn.LayerNorm(cfg.dim, elementwise_affine=False)
+        self.head = nn.Linear(cfg.dim, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+        h = self.tok_emb(x)                                              # (B, k, dim)
+        h = torch.cat([h, self.cls.expand(h.shape[0], -1, -1)], dim=1)   # CLS at the end
+        h = h + self.pos_emb
+        for block in self.blocks:
+            h = block(h, record)
+        out = self.head(self.ln_f(h[:, -1]))                             # (B, out_dim)
+        return out.squeeze(-1) if self.out_dim == 1 else out
+
+    def readout(self) -> nn.Module:
+        return self.head
+
+
+class NextTokenTransformer(nn.Module):
+    """Same body, causal, read out at the final position with the tied unembedding:
+    ``logits = LN(h_k) Eᵀ`` over the whole vocabulary, ``(B, k)`` -> ``(B, vocab)``."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, length: int):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, cfg.dim)
+        self.pos_emb = nn.Parameter(torch.randn(1, length, cfg.dim))
+        self.blocks = nn.ModuleList(Block(cfg, causal=True) for _ in range(cfg.depth))
+        self.ln_f = nn.LayerNorm(cfg.dim, elementwise_affine=False)
+
+    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+        h = self.tok_emb(x) + self.pos_emb
+        for block in self.blocks:
+            h = block(h, record)
+        return self.ln_f(h[:, -1]) @ self.tok_emb.weight.T               # (B, vocab)
+
+    def readout(self) -> nn.Module:
+        return self.tok_emb  # tied: the last layer is the (un)embedding
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+class OneHotLinear(nn.Module):
+    """``Linear(k·vocab -> out)`` on the flattened one-hot input, computed as a gather.
+
+    ``weight[p * vocab + t]`` is the column of (position p, token t).  A column whose token never
+    occurs in training gets exactly zero gradient — the mechanism of the MLP-failure theorem.
+    Initialised like ``nn.Linear`` with ``fan_in = k·vocab + extra_fan_in``.
+    """
+
+    def __init__(self, length: int, vocab_size: int, out: int, extra_fan_in: int = 0):
+        super().__init__()
+        self.vocab_size = vocab_size
+        bound = (length * vocab_size + extra_fan_in) ** -0.5
+        self.weight = nn.Parameter(torch.empty(length * vocab_size, out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(out).uniform_(-bound, bound))
+        self.register_buffer("shift", torch.arange(length) * vocab_size, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, k) -> (B, out)
+        return F.embedding(x + self.shift, self.weight).sum(1) + self.bias
+
+
+class MLP(nn.Module):
+    """``depth`` linear layers with ReLU on the one-hot input; ``xxt=True`` concatenates the
+    flattened equality matrix ``1(x_i = x_j)`` (k² features) to the input."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, length: int, out_dim: int, xxt: bool = False):
+        super().__init__()
+        h = cfg.hidden
+        extra = length * length if xxt else 0
+        self.first = OneHotLinear(length, vocab_size, h if cfg.depth > 1 else out_dim, extra)
+        self.eq = None
+        if xxt:
+            self.eq = nn.Linear(extra, self.first.bias.shape[0], bias=False)
+            bound = (length * vocab_size + extra) ** -0.5
+            nn.init.uniform_(self.eq.weight, -bound, bound)
+        layers = []
+        for i in range(1, cfg.depth):
+            layers += [nn.ReLU(), nn.Linear(h, h if i < cfg.depth - 1 else out_dim)]
+        self.rest = nn.Sequential(*layers)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.first(x)
+        if self.eq is not None:
+            eq = (x.unsqueeze(2) == x.unsqueeze(1)).flatten(1).float()  # (B, k²)
+            z = z + self.eq(eq)
+        out = self.rest(z)
+        return out.squeeze(-1) if self.out_dim == 1 else out
+
+    def readout(self) -> nn.Module:
+        return self.rest[-1] if len(self.rest) else self.first
+
+
+class RNN(nn.Module):
+    """Elman RNN (tanh) or LSTM over N(0,1) token embeddings, read out at the last step."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, out_dim: int, lstm: bool):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, cfg.dim)
+        cell = nn.LSTM if lstm else nn.RNN
+        self.rnn = cell(cfg.dim, cfg.hidden, num_layers=cfg.depth, batch_first=True)
+        self.head = nn.Linear(cfg.hidden, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.tok_emb(x))
+        out = self.head(h[:, -1])
+        return out.squeeze(-1) if self.out_dim == 1 else out
+
+    def readout(self) -> nn.Module:
+        return self.head
+
+
+# ----------------------------------------------------------------------------- factory
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, length: int, label_kind: str, n_classes: int = 0,
+                seed: int | None = None) -> nn.Module:
+    """Instantiate ``cfg`` for a task; ``seed`` (if given) fixes the initialisation.
+
+    The output width follows the label kind: 1 (regression), ``n_classes`` (classification) or
+    ``vocab_size`` (next-token; tied unembedding for the transformer).
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    out_dim = {"regression": 1, "classification": n_classes, "next_token": vocab_size}[label_kind]
+    if cfg.kind == "transformer":
+        if label_kind == "next_token":
+            model = NextTokenTransformer(cfg, vocab_size, length)
+        else:
+            model = Transformer(cfg, vocab_size, length, out_dim)
+    elif cfg.kind in ("mlp", "mlp_xxt"):
+        model = MLP(cfg, vocab_size, length, out_dim, xxt=cfg.kind == "mlp_xxt")
+    else:
+        model = RNN(cfg, vocab_size, out_dim, lstm=cfg.kind == "lstm")
+
+    with torch.no_grad():
+        if cfg.mimetic is not None:
+            g = torch.Generator().manual_seed(0 if seed is None else seed)
+            for block in model.blocks:
+                block.attn.mimetic_init_(*cfg.mimetic, generator=g)
+        if cfg.init_scale != 1.0:
+            for name, p in model.named_parameters():
+                if not _is_norm_or_identity(name):
+                    p.mul_(cfg.init_scale)
+    if cfg.train_last_layer_only:
+        keep = {id(p) for p in model.readout().parameters()}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
+    return model
+
+
+def _is_norm_or_identity(name: str) -> bool:
+    return ".ln" in name or name.startswith("ln") or name.endswith(("a_h", "b_h"))
+
+
+def identity_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The per-head scalars ``a_h`` / ``b_h`` of every block (empty for a plain model)."""
+    return {n: p for n, p in model.named_parameters() if n.endswith(("a_h", "b_h"))}

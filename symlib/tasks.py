@@ -1,0 +1,127 @@
+"""The task registry: every template task of the paper (brief §2), by name.
+
+>>> get_task("aba_abb")
+>>> get_task("majority", k=6)
+>>> get_task("random_templates", r=4, length=5, n_wildcards=3, n_regular=1, seed=0)
+
+Each task carries a ``spec`` (name + parameters) that rebuilds it with :func:`from_spec`; specs
+are what run configs store and hash.  A task of your own is one line with
+:func:`symlib.templates.make_task`.  Used by every chapter; shown in *Template tasks*.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from .templates import GREEK, TemplateTask, canonical, make_task
+
+# Which template of a pair gets +1 is not known from the paper [ours]: the first listed.
+
+
+def same_different() -> TemplateTask:
+    """``αα → +1``, ``αβ → −1``."""
+    return make_task({"αα": 1, "αβ": -1}, spec={"name": "same_different"})
+
+
+def aba_abb() -> TemplateTask:
+    """``αβα → +1``, ``αββ → −1``."""
+    return make_task({"αβα": 1, "αββ": -1}, spec={"name": "aba_abb"})
+
+
+def aabb_abab() -> TemplateTask:
+    """``ααββ → +1``, ``αβαβ → −1``."""
+    return make_task({"ααββ": 1, "αβαβ": -1}, spec={"name": "aabb_abab"})
+
+
+def majority(k: int) -> TemplateTask:
+    """Length-``k`` strings over {α, β} starting with α (2^(k−1) templates); +1 iff α holds a
+    strict majority of positions.  [recon/ours]  ``majority(2)`` is same/different."""
+    _check_int("k", k, low=2)
+    templates = {}
+    for rest in itertools.product("αβ", repeat=k - 1):
+        z = "α" + "".join(rest)
+        templates[z] = 1 if z.count("α") > k / 2 else -1
+    return make_task(templates, spec={"name": "majority", "k": k})
+
+
+def random_templates(r: int, length: int, n_wildcards: int, n_regular: int = 0, seed: int = 0) -> TemplateTask:
+    """``r`` random templates of ``length`` symbols, each drawn uniformly from ``n_wildcards``
+    wildcards and ``n_regular`` regular tokens (``R0``, ``R1``, …), random ±1 labels, equivalent
+    templates rejected (the authors' generator; defaults of the sweep are [recon])."""
+    _check_int("r", r, low=1)
+    _check_int("length", length, low=1)
+    _check_int("n_wildcards", n_wildcards, low=1, high=len(GREEK))
+    _check_int("n_regular", n_regular, low=0)
+    symbols = list(GREEK[:n_wildcards]) + [f"R{i}" for i in range(n_regular)]
+    rng = random.Random(seed)
+    found: dict = {}
+    for _ in range(1000 * r):
+        z = tuple(rng.choice(symbols) for _ in range(length))
+        found.setdefault(canonical(z), z)
+        if len(found) == r:
+            break
+    else:
+        raise ValueError(
+            f"could not draw {r} pairwise non-equivalent templates of length {length} over "
+            f"{n_wildcards} wildcards and {n_regular} regular tokens; use fewer templates or a "
+            "longer / richer template")
+    templates = [(z, rng.choice((1, -1))) for z in found.values()]
+    spec = {"name": "random_templates", "r": r, "length": length,
+            "n_wildcards": n_wildcards, "n_regular": n_regular, "seed": seed}
+    return make_task(templates, spec=spec)
+
+
+def programs() -> TemplateTask:
+    """The introduction's example: ``α = 1 ; β = -1 ; print ( α ) → +1``, ``… print ( β ) → −1``."""
+    return make_task({"α = 1 ; β = -1 ; print ( α )": 1,
+                      "α = 1 ; β = -1 ; print ( β )": -1}, spec={"name": "programs"})
+
+
+def copy() -> TemplateTask:
+    """Next-token: ``print ( α ) → α`` — output a symbol never seen in training."""
+    return make_task({"print ( α )": "α"}, kind="next_token", spec={"name": "copy"})
+
+
+def variable_binding() -> TemplateTask:
+    """Next-token: ``α = γ ; β = δ ; print ( α ) → γ`` and ``… print ( β ) → δ``."""
+    return make_task({"α = γ ; β = δ ; print ( α )": "γ",
+                      "α = γ ; β = δ ; print ( β )": "δ"},
+                     kind="next_token", spec={"name": "variable_binding"})
+
+
+REGISTRY = {
+    "same_different": same_different,
+    "aba_abb": aba_abb,
+    "aabb_abab": aabb_abab,
+    "majority": majority,
+    "random_templates": random_templates,
+    "programs": programs,
+    "copy": copy,
+    "variable_binding": variable_binding,
+}
+
+
+def get_task(name: str, **params) -> TemplateTask:
+    """A registered task by name, e.g. ``get_task("majority", k=4)``."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(REGISTRY)} (or 'custom' via make_task)")
+    try:
+        return REGISTRY[name](**params)
+    except TypeError as e:  # wrong or missing parameters
+        raise ValueError(f"bad parameters {params} for task {name!r}: {e}") from None
+
+
+def from_spec(spec: dict) -> TemplateTask:
+    """Rebuild a task from its ``spec`` (as stored in a run config)."""
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name == "custom":
+        return make_task(list(zip(spec["templates"], spec["labels"])), kind=spec["kind"], probs=spec["probs"])
+    return get_task(name, **spec)
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be an integer {allowed}; got {value!r}")

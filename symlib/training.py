@@ -1,0 +1,385 @@
+"""Training one run: a LightningModule / LightningDataModule pair and :func:`fit`.
+
+The paper's protocol is the default [exact where known]: Adam, lr 1e-3, batch 1024 (full batch
+for n <= 1024), 1000 epochs, squared loss on ±1 labels (cross-entropy for classification and
+next-token), test metrics on a fresh test alphabet.  Every value is overridable.
+
+:func:`fit` seeds everything, fixes the thread count, runs Lightning's Trainer with its
+overheads off (no progress bar, summary, checkpointing, logger or sanity steps), and returns a
+:class:`RunResult` of plain data: config, final metrics, learning curve, wall time, provenance.
+Data stay as whole in-memory tensors; a mini-batch is one index into them.  Used by every
+experiment chapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .data import DataConfig, TaskData, make_data
+from .models import ModelConfig, build_model
+from .tasks import from_spec, get_task
+from .templates import TemplateTask
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation protocol; part of a run's config hash.
+
+    Early stopping is off by default.  With ``stop_train_loss`` set, a run stops at the first
+    evaluation where the epoch's train loss is below ``stop_train_loss`` *and* the validation
+    loss moved by at most ``stop_val_rtol`` (relative, floor 1e-3 absolute) over the last
+    ``stop_window`` epochs.  The validation alphabet is disjoint from the test alphabet, so the
+    rule never looks at test data.
+    """
+
+    epochs: int = 1000
+    lr: float = 1e-3
+    batch_size: int = 1024
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    eval_every: int = 20  # learning-curve cadence, in epochs
+    stop_train_loss: float | None = None
+    stop_window: int = 100
+    stop_val_rtol: float = 0.02
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_every", "stop_window"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"train {name} must be a positive integer; got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"train lr must be a positive number; got {self.lr!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
+        if self.stop_train_loss is not None and not self.stop_train_loss > 0:
+            raise ValueError(f"stop_train_loss must be a positive number or None; got {self.stop_train_loss!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers.  ``key`` is a stable hash of it."""
+
+    task: dict  # the task's spec, see symlib.tasks.from_spec
+    model: ModelConfig
+    train: TrainConfig
+    data: DataConfig
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "model": self.model.to_dict(), "train": self.train.to_dict(),
+                "data": self.data.to_dict(), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        return cls(task=d["task"], model=ModelConfig.from_dict(d["model"]),
+                   train=_from_dict(TrainConfig, d["train"]), data=_from_dict(DataConfig, d["data"]),
+                   seed=d["seed"])
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_config(task, model: ModelConfig | None = None, train: TrainConfig | None = None,
+               data: DataConfig | int = 64, seed: int = 0) -> RunConfig:
+    """Assemble a :class:`RunConfig`; ``task`` is a name, a spec dict or a ``TemplateTask``."""
+    task = _as_task(task)
+    if isinstance(data, int) and not isinstance(data, bool):
+        data = DataConfig(n=data)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    return RunConfig(task.spec, model or ModelConfig(), train or TrainConfig(), data, seed)
+
+
+@dataclass
+class RunResult:
+    """Plain data of one finished run (what the run store writes, one record per run)."""
+
+    key: str
+    config: dict
+    metrics: dict
+    curve: list[dict]
+    wall_time_s: float
+    provenance: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunResult":
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+# ----------------------------------------------------------------------------- Lightning
+
+
+class TensorBatches:
+    """Shuffled mini-batches of in-memory tensors; the whole set as one batch when it fits."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        if n <= self.batch_size:
+            yield self.x, self.y
+            return
+        perm = torch.randperm(n, generator=self.generator)
+        for i in range(0, n, self.batch_size):
+            idx = perm[i:i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class TemplateDataModule(L.LightningDataModule):
+    """Holds a :class:`~symlib.data.TaskData`; serves the train split as :class:`TensorBatches`."""
+
+    def __init__(self, data: TaskData, batch_size: int, seed: int):
+        super().__init__()
+        self.data = data
+        self.batches = TensorBatches(data.x["train"], data.y["train"], batch_size, seed)
+
+    def train_dataloader(self):
+        return self.batches
+
+
+def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MSE for regression, cross-entropy for classification and next-token prediction."""
+    return F.mse_loss(out, y) if kind == "regression" else F.cross_entropy(out, y)
+
+
+def error_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """0-1 error: sign mismatch for regression (±1 labels), arg-max mismatch otherwise."""
+    if kind == "regression":
+        return (torch.sign(out) != torch.sign(y)).float().mean()
+    return (out.argmax(-1) != y).float().mean()
+
+
+class TemplateModule(L.LightningModule):
+    """Trains ``model`` on one template task and records the learning curve.
+
+    At every ``eval_every``-th epoch (and the last) it evaluates validation and test splits in
+    one full-batch forward each and appends a row to ``self.curve``.
+    """
+
+    def __init__(self, model: torch.nn.Module, kind: str, train: TrainConfig, data: TaskData):
+        super().__init__()
+        self.model, self.kind, self.cfg, self.data = model, kind, train, data
+        self.curve: list[dict] = []
+        self._losses: list[torch.Tensor] = []  # detached batch losses of the epoch
+        self._sizes: list[int] = []
+        self.automatic_optimization = False  # one plain Adam step per batch: least overhead
+
+    def forward(self, x):
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = loss_fn(self.kind, self.model(x), y)
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        self._losses.append(loss.detach())
+        self._sizes.append(len(x))
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        return torch.optim.SGD(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> tuple[float, float]:
+        was_training = self.model.training
+        self.model.eval()
+        x, y = self.data.x[split].to(self.device), self.data.y[split].to(self.device)
+        out = self.model(x)
+        self.model.train(was_training)
+        return loss_fn(self.kind, out, y).item(), error_fn(self.kind, out, y).item()
+
+    def on_train_epoch_end(self):
+        epoch = self.current_epoch + 1
+        sizes = torch.tensor(self._sizes, dtype=torch.float32)
+        train_loss = float((torch.stack(self._losses).cpu() * sizes).sum() / sizes.sum())
+        self._losses, self._sizes = [], []
+        if epoch % self.cfg.eval_every and epoch != self.cfg.epochs:
+            return
+        val_loss, val_error = self.evaluate("val")
+        test_loss, test_error = self.evaluate("test")
+        self.curve.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                           "val_error": val_error, "test_loss": test_loss, "test_error": test_error})
+        if self._converged():
+            self.trainer.should_stop = True
+
+    def _converged(self) -> bool:
+        c = self.cfg
+        if c.stop_train_loss is None or self.curve[-1]["train_loss"] >= c.stop_train_loss:
+            return False
+        back = [r for r in self.curve if r["epoch"] <= self.curve[-1]["epoch"] - c.stop_window]
+        if not back:
+            return False
+        before, now = back[-1]["val_loss"], self.curve[-1]["val_loss"]
+        return abs(now - before) <= c.stop_val_rtol * max(before, 1e-3 / c.stop_val_rtol)
+
+
+class EpochBar(L.Callback):
+    """A tqdm bar over epochs on stderr (opt-in; never in notebook outputs)."""
+
+    def on_train_start(self, trainer, module):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=trainer.max_epochs, desc="epochs", file=sys.stderr, leave=False)
+
+    def on_train_epoch_end(self, trainer, module):
+        self.bar.update(1)
+
+    def on_train_end(self, trainer, module):
+        self.bar.close()
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None,
+        data: DataConfig | int = 64, seed: int = 0, *, threads: int | None = 1,
+        progress: bool = False, return_model: bool = False):
+    """Train one run and return its :class:`RunResult` (and the model if ``return_model``).
+
+    ``task``: a registry name, a spec dict, a ``TemplateTask`` or a :class:`RunConfig` (then the
+    other config arguments are ignored).  ``threads``: torch intra-op threads during the run
+    (``None`` leaves torch's setting); it is recorded in the provenance, not in the config hash.
+    """
+    cfg = task if isinstance(task, RunConfig) else run_config(task, model, train, data, seed)
+    the_task = from_spec(cfg.task)
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        task_data = make_data(the_task, cfg.data, seed=cfg.seed)
+        L.seed_everything(cfg.seed, verbose=False)
+        net = build_model(cfg.model, task_data.vocab_size, the_task.length, the_task.kind,
+                          the_task.n_classes, seed=cfg.seed)
+        module = TemplateModule(net, the_task.kind, cfg.train, task_data)
+        with _quiet():
+            trainer = _trainer(cfg.train, progress)
+            trainer.fit(module, datamodule=TemplateDataModule(task_data, cfg.train.batch_size, cfg.seed))
+        wall = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(old_threads)
+    result = RunResult(cfg.key, cfg.to_dict(), summarize(module.curve), module.curve, round(wall, 3),
+                       provenance(threads if threads is not None else old_threads, str(module.device)))
+    net.cpu()
+    return (result, net) if return_model else result
+
+
+def summarize(curve: list[dict]) -> dict:
+    """Final metrics (the last evaluation, the paper's protocol) and, for reference, the test
+    metrics at the evaluation of lowest validation loss."""
+    last = curve[-1]
+    best = min(curve, key=lambda r: r["val_loss"])
+    return {"epochs_run": last["epoch"], "train_loss": last["train_loss"],
+            "val_loss": last["val_loss"], "val_error": last["val_error"],
+            "test_loss": last["test_loss"], "test_error": last["test_error"],
+            "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
+            "best_test_loss": best["test_loss"], "best_test_error": best["test_error"]}
+
+
+def _trainer(train: TrainConfig, progress: bool) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=train.epochs, accelerator="auto", devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=0, deterministic=True,
+        callbacks=[EpochBar()] if progress else [])
+
+
+class _quiet:
+    """Silence Lightning's info banners and known-benign warnings for the duration of a fit."""
+
+    NAMES = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+    def __enter__(self):
+        self.levels = {n: logging.getLogger(n).level for n in self.NAMES}
+        for n in self.NAMES:
+            logging.getLogger(n).setLevel(logging.WARNING)
+        self.warn = warnings.catch_warnings()
+        self.warn.__enter__()
+        for pattern in (".*does not have many workers.*", ".*LightningDataModule.*",
+                        ".*Total length of .* across ranks.*", ".*isinstance.*treespec.*"):
+            warnings.filterwarnings("ignore", message=pattern)
+
+    def __exit__(self, *exc):
+        self.warn.__exit__(*exc)
+        for n, level in self.levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def provenance(threads: int, device: str) -> dict:
+    """Code and library versions, thread count and device of a run."""
+    import numpy
+    return {"symlib": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+            "lightning": L.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "threads": threads, "device": device,
+            "machine": platform.machine()}
+
+
+_GIT: dict = {}
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository holding symlib, with ``-dirty`` if symlib/ has local changes."""
+    if "commit" not in _GIT:
+        root = Path(__file__).resolve().parent.parent
+        try:
+            sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                 text=True, timeout=10).stdout.strip() or None
+            dirty = subprocess.run(["git", "status", "--porcelain", "--", "symlib"], cwd=root,
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            _GIT["commit"] = f"{sha}-dirty" if sha and dirty else sha
+        except (OSError, subprocess.SubprocessError):
+            _GIT["commit"] = None
+    return _GIT["commit"]
+
+
+def _as_task(task) -> TemplateTask:
+    if isinstance(task, TemplateTask):
+        return task
+    if isinstance(task, dict):
+        return from_spec(task)
+    if isinstance(task, str):
+        return get_task(task)
+    raise ValueError(f"task must be a registry name, a spec dict or a TemplateTask; got {type(task).__name__}")
+
+
+def _from_dict(cls, d: dict):
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    return cls(**d)

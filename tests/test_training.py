@@ -1,0 +1,119 @@
+"""Training one run (symlib.training) and the command line (symlib.cli)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from symlib import DataConfig, ModelConfig, RunConfig, TrainConfig, build_model, fit, get_task, make_data
+from symlib.training import run_config
+
+FAST = TrainConfig(epochs=30, eval_every=10)
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.1), ("adam", 1e-2)])
+def test_mlp_first_layer_never_moves_for_unseen_tokens(optimizer, lr):
+    """The MLP-failure mechanism: columns of (position, unseen token) keep their initial values."""
+    cfg = ModelConfig(kind="mlp", hidden=32)
+    train = TrainConfig(epochs=300, lr=lr, optimizer=optimizer, eval_every=100)
+    result, model = fit("aba_abb", cfg, train, data=32, seed=5, return_model=True)
+    task = get_task("aba_abb")
+    d = make_data(task, 32, seed=5)
+    init = build_model(cfg, d.vocab_size, task.length, task.kind, seed=5)
+    w0 = init.first.weight.view(task.length, d.vocab_size, -1)
+    w1 = model.first.weight.detach().view(task.length, d.vocab_size, -1)
+    seen = sorted(d.tokens("train"))
+    unseen = sorted(set(range(d.offsets["val"], d.vocab_size)))
+    assert torch.equal(w1[:, unseen], w0[:, unseen])            # exactly unchanged
+    assert (w1[:, seen] - w0[:, seen]).abs().amax() > 1e-3      # while trained columns move
+    assert result.metrics["train_loss"] < 0.05
+
+
+def test_same_config_and_seed_give_identical_numbers():
+    a = fit("aba_abb", ModelConfig(dim=16, heads=2, dim_head=8), FAST, data=16, seed=3)
+    b = fit("aba_abb", ModelConfig(dim=16, heads=2, dim_head=8), FAST, data=16, seed=3)
+    c = fit("aba_abb", ModelConfig(dim=16, heads=2, dim_head=8), FAST, data=16, seed=4)
+    assert a.metrics == b.metrics and a.curve == b.curve and a.key == b.key
+    assert a.metrics != c.metrics and a.key != c.key
+
+
+def test_kq_identity_generalizes_where_the_mlp_cannot():
+    """same/different with n = 128: the transformer + KQ identity (identity term x10, as in the
+    calibration) falls well below the trivial test loss 1; the MLP stays at it."""
+    train = TrainConfig(epochs=400, eval_every=100)
+    kq = fit("same_different", ModelConfig(dim=32, kq_identity=True, identity_scale=10.0), train, data=128, seed=0)
+    mlp = fit("same_different", ModelConfig(kind="mlp"), train, data=128, seed=0)
+    assert kq.metrics["test_loss"] < 0.5
+    assert mlp.metrics["train_loss"] < 1e-3
+    assert 0.9 < mlp.metrics["test_loss"] < 1.3
+
+
+def test_result_is_plain_data_with_curve_and_provenance():
+    r = fit("same_different", ModelConfig(kind="lstm", dim=8, hidden=8), FAST, data=8, seed=0)
+    assert [row["epoch"] for row in r.curve] == [10, 20, 30]
+    assert set(r.metrics) >= {"train_loss", "test_loss", "test_error", "best_test_loss", "epochs_run"}
+    assert r.provenance["torch"] == torch.__version__ and r.provenance["threads"] == 1
+    assert json.loads(json.dumps(r.to_dict()))["key"] == r.key
+    assert RunConfig.from_dict(r.config).key == r.key
+
+
+def test_next_token_training_runs():
+    r = fit("copy", ModelConfig(dim=16, vo_identity=True), FAST, data=16, seed=0)
+    assert 0 <= r.metrics["test_error"] <= 1 and r.metrics["test_loss"] > 0
+
+
+def test_early_stopping_rule():
+    loose = TrainConfig(epochs=500, eval_every=10, stop_train_loss=10.0, stop_window=20, stop_val_rtol=10.0)
+    r = fit("same_different", ModelConfig(kind="mlp", hidden=16), loose, data=8, seed=0)
+    assert r.metrics["epochs_run"] == 30  # first evaluation with an evaluation 20 epochs before it
+    never = TrainConfig(epochs=40, eval_every=10, stop_train_loss=1e-30)
+    assert fit("same_different", ModelConfig(kind="mlp", hidden=16), never, data=8).metrics["epochs_run"] == 40
+
+
+def test_config_hash_is_stable():
+    cfg = run_config("aba_abb", ModelConfig(), TrainConfig(), DataConfig(n=64), seed=0)
+    assert cfg.key == run_config("aba_abb", data=64).key
+    assert cfg.key == "b96210d40444c3d8"  # changing hashing invalidates every stored record
+    assert run_config("aba_abb", ModelConfig(kq_identity=True), data=64).key != cfg.key
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"lr": -1.0}, "lr must be a positive number"),
+    ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; allowed: adam, sgd"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+])
+def test_bad_train_configs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "symlib", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_prints_one_json_line():
+    p = cli("train", "--task", "majority", "--param", "k=4", "--model", "transformer", "--kq-identity",
+            "--dim", "16", "--n", "16", "--epochs", "5", "--eval-every", "5", "--seed", "1")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["config"]["task"] == {"name": "majority", "k": 4}
+    assert rec["config"]["model"]["kq_identity"] is True and rec["config"]["seed"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "nope", "--n", "8"], "unknown task 'nope'; allowed"),
+    (["--task", "aba_abb", "--n", "1"], "fewer than the task's 2 templates"),
+    (["--task", "aba_abb", "--n", "0"], "n must be a positive integer"),
+    (["--task", "aba_abb", "--n", "8", "--model", "cnn"], "unknown model kind 'cnn'"),
+    (["--task", "aba_abb", "--n", "8", "--model", "mlp", "--kq-identity"], "transformer only"),
+    (["--task", "aba_abb", "--n", "8", "--test-alphabet", "1"], "too few for an injective"),
+    (["--task", "majority", "--n", "8"], "bad parameters"),
+])
+def test_cli_bad_input_exits_2_with_a_message(args, message):
+    p = cli("train", *args)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
