@@ -253,7 +253,7 @@ class EpochBar(L.Callback):
     """A tqdm bar over epochs on stderr (opt-in; never in notebook outputs)."""
 
     def on_train_start(self, trainer, module):
-        from tqdm.auto import tqdm
+        from tqdm.std import tqdm
         self.bar = tqdm(total=trainer.max_epochs, desc="epochs", file=sys.stderr, leave=False)
 
     def on_train_epoch_end(self, trainer, module):

@@ -1,0 +1,112 @@
+"""Sweeps: run many configs, skip what the store holds, write each finished run atomically.
+
+    configs = grid("aba_abb", models={"transformer": ModelConfig()}, n=[16, 64, 256], seeds=[0, 1, 2])
+    run_sweep(configs)                       # local, one single-threaded run per core
+    run_sweep(configs, scheduler="tcp://…")  # the same sweep on a Dask cluster
+
+A sweep killed at any moment and restarted loses nothing (every finished run is already a
+record) and redoes nothing (records are found by config hash).  Progress — runs done / total and
+an ETA — goes to stderr.  Locally, tiny models run faster as several single-threaded processes
+than as one process with many threads (README, *Performance*), so ``workers`` defaults to the
+number of cores, each run with ``threads=1``.  Used by the experiment chapters through
+:mod:`symlib.experiments`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Iterable, Mapping
+
+from .data import DataConfig
+from .models import ModelConfig
+from .store import RunStore
+from .training import RunConfig, RunResult, TrainConfig, fit, run_config
+
+
+def grid(tasks, models: Mapping[str, ModelConfig] | Iterable[ModelConfig], n: Iterable[int],
+         seeds: Iterable[int], train: TrainConfig | Iterable[TrainConfig] | None = None,
+         data: Mapping | None = None) -> list[RunConfig]:
+    """The cross product task × model × train × n × seed as :class:`RunConfig` s.
+
+    ``tasks``: a name, spec dict or task, or a list of them.  ``data``: extra ``DataConfig``
+    fields shared by every run (``n`` comes from the grid).
+    """
+    tasks = tasks if isinstance(tasks, (list, tuple)) else [tasks]
+    models = list(models.values()) if isinstance(models, Mapping) else list(models)
+    trains = [train or TrainConfig()] if train is None or isinstance(train, TrainConfig) else list(train)
+    return [run_config(t, m, tr, DataConfig(n=k, **(data or {})), seed=s)
+            for t, m, tr, k, s in itertools.product(tasks, models, trains, n, seeds)]
+
+
+def missing(configs: Iterable[RunConfig], store: RunStore) -> list[RunConfig]:
+    """Configs without a record, deduplicated, most expensive first (better packing)."""
+    todo = {c.key: c for c in configs if c not in store}
+    return sorted(todo.values(), key=lambda c: -c.data.n * c.train.epochs)
+
+
+def _run_one(config: dict) -> dict:
+    """Worker entry point (top-level so that process pools and Dask can ship it)."""
+    return fit(RunConfig.from_dict(config), threads=1).to_dict()
+
+
+def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, workers: int | None = None,
+              scheduler=None, progress: bool | None = None) -> list[RunResult]:
+    """Compute every config missing from ``store`` and return the results of all ``configs``.
+
+    ``workers=1`` runs in this process; ``workers>1`` uses a pool of spawned processes;
+    ``scheduler`` (a Dask scheduler address, or a ``distributed.Client``) sends runs to a Dask
+    cluster instead.  Each run's record is written by this process as soon as it arrives.
+    ``progress=None`` shows the bar on stderr except inside a notebook kernel.
+    """
+    configs = list(configs)
+    store = store or RunStore()
+    todo = missing(configs, store)
+    bar = _bar(len({c.key for c in configs}), len(todo), progress)
+    try:
+        if not todo:
+            pass
+        elif scheduler is not None:
+            _run_dask(todo, store, scheduler, bar)
+        elif (workers or os.cpu_count() or 1) <= 1 or len(todo) == 1:
+            for c in todo:
+                store.put(fit(c, threads=1))
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers or os.cpu_count(), len(todo)), mp_context=ctx) as pool:
+                futures = [pool.submit(_run_one, c.to_dict()) for c in todo]
+                for f in as_completed(futures):
+                    store.put(RunResult.from_dict(f.result()))
+                    bar.update(1)
+    finally:
+        bar.close()
+    return store.load(configs)
+
+
+def _run_dask(todo: list[RunConfig], store: RunStore, scheduler, bar) -> None:
+    from distributed import Client, as_completed as dask_completed
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = client.map(_run_one, [c.to_dict() for c in todo], pure=False)
+        for f in dask_completed(futures):
+            store.put(RunResult.from_dict(f.result()))
+            bar.update(1)
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel, where stderr would land in the notebook's outputs."""
+    return "ipykernel" in sys.modules
+
+
+def _bar(total: int, todo: int, enabled: bool | None):
+    from tqdm.std import tqdm
+    enabled = not in_notebook() if enabled is None else enabled
+    return tqdm(total=total, initial=total - todo, desc="runs", unit="run", file=sys.stderr,
+                disable=not enabled or todo == 0, dynamic_ncols=True)
