@@ -20,7 +20,7 @@ from .tasks import REGISTRY
 from .training import OPTIMIZERS, TrainConfig, fit
 
 # Modules that contribute a sub-command through register(subparsers).
-COMMANDS = ["symlib.cli"]
+COMMANDS = ["symlib.cli", "symlib.book"]
 
 
 def register(sub) -> None:
@@ -54,6 +54,17 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--progress", action="store_true", help="epoch progress bar on stderr")
     p.set_defaults(run=_train)
+
+    s = sub.add_parser("sweep", help="run an experiment's sweep, computing only what the store lacks",
+                       description="Run an experiment of symlib.experiments; finished runs are "
+                                   "skipped, each new run is written to the store as it finishes.")
+    s.add_argument("experiment", help="experiment name (see symlib.experiments.EXPERIMENTS)")
+    s.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    s.add_argument("--workers", type=int, help="local processes (default: one per core)")
+    s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) instead of local processes")
+    s.add_argument("--data", help="run-store root (default: $SYMLIB_DATA or the repository's data/)")
+    s.add_argument("--dry-run", action="store_true", help="print how many runs exist and are missing")
+    s.set_defaults(run=_sweep)
 
 
 def _options(args, names) -> dict:
@@ -91,6 +102,22 @@ def _train(args) -> None:
         raise ValueError(f"--threads must be a positive integer; got {args.threads}")
     result = fit(task, model, train, data, seed=args.seed, threads=args.threads, progress=args.progress)
     print(json.dumps(result.to_dict()))
+
+
+def _sweep(args) -> None:
+    from .experiments import experiment
+    from .store import RunStore
+    from .sweep import missing, run_sweep
+    configs = experiment(args.experiment, args.profile)
+    store = RunStore(args.data)
+    if args.workers is not None and args.workers <= 0:
+        raise ValueError(f"--workers must be a positive integer; got {args.workers}")
+    todo = missing(configs, store)
+    total = len({c.key for c in configs})
+    print(f"{args.experiment} ({args.profile}): {total} runs, {total - len(todo)} in {store.root}, "
+          f"{len(todo)} to compute", file=sys.stderr)
+    if not args.dry_run:
+        run_sweep(configs, store, workers=args.workers, scheduler=args.scheduler)
 
 
 def main(argv=None) -> int:

@@ -43,9 +43,10 @@ def grid(tasks, models: Mapping[str, ModelConfig] | Iterable[ModelConfig], n: It
 
 
 def missing(configs: Iterable[RunConfig], store: RunStore) -> list[RunConfig]:
-    """Configs without a record, deduplicated, most expensive first (better packing)."""
+    """Configs without a record, deduplicated; seed by seed (so an interrupted sweep leaves whole
+    curves), most expensive first within a seed (better packing of the workers)."""
     todo = {c.key: c for c in configs if c not in store}
-    return sorted(todo.values(), key=lambda c: -c.data.n * c.train.epochs)
+    return sorted(todo.values(), key=lambda c: (c.seed, -c.data.n * c.train.epochs))
 
 
 def _run_one(config: dict) -> dict:

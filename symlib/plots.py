@@ -1,0 +1,68 @@
+"""Sample-efficiency figures and their summary numbers, from run-store frames.
+
+* :func:`loss_vs_n`  — test loss on unseen symbols against n: mean over seeds, a min–max band,
+  log-log axes, the trivial level (predicting 0 on ±1 labels gives loss 1) marked.
+* :func:`n_star`     — per curve, the smallest n whose mean test loss is below a threshold.
+* :func:`curve_table` — mean (and seed count) per curve and n, for claim cells.
+
+Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run).  Chapter:
+*Regression experiments*.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+TRIVIAL_LOSS = 1.0  # MSE of the constant 0 on ±1 labels
+
+
+def _minmax(values) -> tuple[float, float]:
+    return float(np.min(values)), float(np.max(values))
+
+
+def loss_vs_n(frame: pd.DataFrame, y: str = "test_loss", hue: str = "model", ax=None,
+              title: str | None = None, trivial: float | None = TRIVIAL_LOSS, logy: bool = True,
+              hue_order=None, style: str | None = None):
+    """Line per ``hue`` value: mean of ``y`` over seeds at each n, band = min..max over seeds."""
+    if frame.empty:
+        raise ValueError("no runs to plot: the frame is empty (run the experiment's sweep first)")
+    ax = ax or plt.subplots(figsize=(6.4, 4.2))[1]
+    sns.lineplot(data=frame, x="n", y=y, hue=hue, style=style, hue_order=hue_order, estimator="mean",
+                 errorbar=_minmax, marker="o", ax=ax)
+    ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
+    if trivial is not None:
+        ax.axhline(trivial, color="grey", ls="--", lw=1, label="trivial (predict 0)")
+    ax.set_xlabel("n  (training samples = train alphabet size)")
+    ax.set_ylabel({"test_loss": "test loss (MSE, unseen symbols)",
+                   "test_error": "test error (unseen symbols)"}.get(y, y))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def curve_table(frame: pd.DataFrame, y: str = "test_loss", by: str = "model") -> pd.DataFrame:
+    """Mean of ``y`` over seeds, one row per ``by`` value, one column per n."""
+    return frame.groupby([by, "n"])[y].mean().unstack("n")
+
+
+def n_star(frame: pd.DataFrame, threshold: float = 0.1, y: str = "test_loss", by: str = "model") -> pd.Series:
+    """Smallest n at which the seed-mean of ``y`` is below ``threshold`` (NaN if it never is)."""
+    table = curve_table(frame, y, by)
+    out = {}
+    for name, row in table.iterrows():
+        below = row[row < threshold]
+        out[name] = float(below.index.min()) if len(below) else math.nan
+    return pd.Series(out, name=f"n*({y} < {threshold})")
+
+
+def ratio(a: float, b: float) -> float:
+    """``a / b`` for n* values; NaN when either is unknown."""
+    return a / b if a == a and b == b and b else math.nan

@@ -1,0 +1,78 @@
+"""Sweeps: skip what exists, resume after interruption, same records locally and on Dask."""
+
+import pytest
+
+import symlib.sweep as sweep_mod
+from symlib import ModelConfig, TrainConfig
+from symlib.experiments import EXPERIMENTS, experiment
+from symlib.store import RunStore
+from symlib.sweep import grid, missing, run_sweep
+
+TINY = {"mlp": ModelConfig(kind="mlp", hidden=8)}
+TRAIN = TrainConfig(epochs=6, eval_every=3)
+DATA = {"n_test": 32, "test_alphabet": 32, "n_val": 16, "val_alphabet": 16}
+
+
+def configs():
+    return grid("same_different", TINY, n=[4, 8, 16], seeds=[0, 1], train=TRAIN, data=DATA)
+
+
+def test_grid_is_the_cross_product():
+    cs = configs()
+    assert len(cs) == 6 and len({c.key for c in cs}) == 6
+    assert sorted({(c.data.n, c.seed) for c in cs}) == [(n, s) for n in (4, 8, 16) for s in (0, 1)]
+
+
+def test_interrupted_sweep_resumes_without_losing_or_redoing(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    calls = []
+    real_fit = sweep_mod.fit
+
+    def flaky_fit(config, **kw):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the sweep is killed during its 4th run
+        calls.append(config.key)
+        return real_fit(config, **kw)
+
+    monkeypatch.setattr(sweep_mod, "fit", flaky_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(configs(), store, workers=1, progress=False)
+    assert sorted(store.keys()) == sorted(calls)                     # every finished run kept
+    assert not list((tmp_path / "runs").glob(".*"))                   # no temporary leftovers
+    monkeypatch.setattr(sweep_mod, "fit", real_fit)
+    done_before = set(store.keys())
+    recomputed = []
+    monkeypatch.setattr(sweep_mod, "fit", lambda c, **kw: recomputed.append(c.key) or real_fit(c, **kw))
+    results = run_sweep(configs(), store, workers=1, progress=False)
+    assert len(results) == 6 and not (set(recomputed) & done_before) and len(recomputed) == 3
+    assert missing(configs(), store) == []
+
+
+def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
+    cs = configs()[:2]
+    a = run_sweep(cs, RunStore(tmp_path / "a"), workers=1, progress=False)
+    b = run_sweep(cs, RunStore(tmp_path / "b"), workers=2, progress=False)
+    assert [(r.key, r.metrics, r.curve) for r in a] == [(r.key, r.metrics, r.curve) for r in b]
+
+
+def test_dask_cluster_gives_the_same_records_as_local(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    cs = configs()[:3]
+    local = run_sweep(cs, RunStore(tmp_path / "local"), workers=1, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        remote = run_sweep(cs, RunStore(tmp_path / "dask"), scheduler=client, progress=False)
+    assert [(r.key, r.metrics, r.curve) for r in local] == [(r.key, r.metrics, r.curve) for r in remote]
+
+
+def test_every_experiment_has_a_smoke_profile():
+    for name in EXPERIMENTS:
+        cs = experiment(name, "smoke")
+        assert cs and all(c.train.epochs <= 20 and c.data.n <= 64 for c in cs), name
+
+
+def test_unknown_experiment_and_profile():
+    with pytest.raises(ValueError, match="unknown experiment 'nope'; allowed"):
+        experiment("nope")
+    with pytest.raises(ValueError, match="unknown profile 'full'; allowed: paper, smoke"):
+        experiment("protocol", "full")
