@@ -70,13 +70,43 @@ def compare(batch_size: int, n: int, epochs: int, repeats: int, threads: int) ->
     return {"batch_size": batch_size, "bare_samples_per_s": b, "lightning_samples_per_s": l, "ratio": l / b}
 
 
+def parallel(runs: int = 4, n: int = 512, epochs: int = 100) -> dict:
+    """Sweep throughput: ``runs`` identical-cost runs done (a) one after another in this process
+    with 2 torch threads, (b) by ``run_sweep`` with 2 single-threaded worker processes."""
+    import tempfile
+
+    from .store import RunStore
+    from .sweep import run_sweep
+    from .training import run_config
+    configs = [run_config("aba_abb", ModelConfig(dim=64, heads=2, mlp_dim=128),
+                          TrainConfig(epochs=epochs, eval_every=20), n, seed=s) for s in range(runs)]
+    t = time.perf_counter()
+    for c in configs:
+        fit(c, threads=2)
+    threads = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        run_sweep(configs, RunStore(tmp), workers=2, progress=False)
+        processes = time.perf_counter() - t
+    return {"one_process_2_threads_s": threads, "two_processes_1_thread_s": processes,
+            "speedup": threads / processes}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m symlib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2048, help="training samples (default 2048)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--parallel", action="store_true",
+                   help="instead: compare 2 single-threaded sweep workers with 1 process of 2 threads")
     args = p.parse_args(argv)
+    if args.parallel:
+        r = parallel()
+        print(f"4 runs (ABA vs ABB, n=512, 100 epochs): one process with 2 threads "
+              f"{r['one_process_2_threads_s']:.1f} s, two single-threaded workers "
+              f"{r['two_processes_1_thread_s']:.1f} s, speed-up {r['speedup']:.2f}x")
+        return
     print(f"aba_abb, transformer {ModelConfig()}, n={args.n}, epochs={args.epochs}, "
           f"threads={args.threads}, best of {args.repeats} interleaved repeats")
     for bs in (32, 256):

@@ -21,7 +21,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .models import ModelConfig
+from .store import results_frame
 from .sweep import grid
+from .tasks import get_task
+from .templates import TemplateTask
 from .training import RunConfig, TrainConfig
 
 PROFILES = ("paper", "smoke")
@@ -43,6 +46,12 @@ FULL = TrainConfig(epochs=1000, lr=1e-3, batch_size=1024, eval_every=20)
 N_PAPER = [2 ** i for i in range(2, 14)]  # 4 … 8192
 SEEDS_PAPER = [0, 1, 2]
 
+# The protocol of every other paper-profile sweep: FULL plus the early-stopping rule, which the
+# *Regression experiments* chapter validates on the `protocol` runs.
+PAPER = replace(FULL, stop_train_loss=1e-3, stop_window=100, stop_val_rtol=0.02)
+N_COARSE = [16, 64, 256, 1024, 4096]  # hyper-parameter and random-template sweeps
+MIMETIC = (0.7, 0.7)  # (alpha, beta) of Trockman & Kolter's W_q W_kᵀ ≈ alpha Z + beta I
+
 SMOKE_TRAIN = TrainConfig(epochs=10, eval_every=5)
 N_SMOKE = [4, 16]
 
@@ -58,11 +67,20 @@ def _smoke_model(m: ModelConfig) -> ModelConfig:
         else replace(m, dim=16, hidden=16)
 
 
-def _grid(profile, tasks, models, n, seeds, train, data=None) -> list[RunConfig]:
+def _smallest_n(task: TemplateTask) -> int:
+    """n must cover every template once and give an injective substitution."""
+    return max(len(task.templates), task.n_wildcards)
+
+
+def _grid(profile, task, models, n, seeds, train) -> list[RunConfig]:
+    """One task's grid; n values a task cannot take (fewer samples than templates or wildcards)
+    are dropped, and the smoke profile shrinks everything."""
+    task = get_task(task) if isinstance(task, str) else task
+    low = _smallest_n(task)
     if profile == "smoke":
-        return grid(tasks, [_smoke_model(m) for m in models], N_SMOKE, [0], SMOKE_TRAIN,
-                    {"n_test": 64, "test_alphabet": 64, "n_val": 32, "val_alphabet": 32})
-    return grid(tasks, models, n, seeds, train, data)
+        return grid(task, [_smoke_model(m) for m in models], sorted({max(k, low) for k in N_SMOKE}), [0],
+                    SMOKE_TRAIN, {"n_test": 64, "test_alphabet": 64, "n_val": 32, "val_alphabet": 32})
+    return grid(task, models, [k for k in n if k >= low], seeds, train)
 
 
 def protocol(profile: str) -> list[RunConfig]:
@@ -72,14 +90,118 @@ def protocol(profile: str) -> list[RunConfig]:
     return _grid(profile, "aba_abb", models, [16, 256, 2048], [0], FULL)
 
 
-EXPERIMENTS = {
-    "protocol": protocol,
+def fig1(profile: str) -> list[RunConfig]:
+    """Same/different: MLP vs transformer vs + KQ identity vs + both identities."""
+    names = ("MLP", "transformer", "transformer + KQ", "transformer + KQ & VO")
+    return _grid(profile, "same_different", [MODELS[k] for k in names], N_PAPER, SEEDS_PAPER, PAPER)
+
+
+def fig2(profile: str) -> list[RunConfig]:
+    """ABA vs ABB, architectures side by side."""
+    names = ("transformer", "transformer + KQ", "transformer + VO", "transformer + KQ & VO", "MLP", "RNN", "LSTM")
+    return _grid(profile, "aba_abb", [MODELS[k] for k in names], N_PAPER, SEEDS_PAPER, PAPER)
+
+
+def fig3(profile: str) -> list[RunConfig]:
+    """Tasks: ABA vs ABB, AABB vs ABAB, majority-k (k = 2, 4, 6, 8); plain vs both identities."""
+    tasks = [get_task("aba_abb"), get_task("aabb_abab")] + [get_task("majority", k=k) for k in (2, 4, 6, 8)]
+    models = [MODELS["transformer"], MODELS["transformer + KQ & VO"]]
+    return [c for t in tasks for c in _grid(profile, t, models, N_PAPER, SEEDS_PAPER, PAPER)]
+
+
+RANDOM_DEFAULT = {"r": 4, "length": 5, "n_wildcards": 3, "n_regular": 0}  # [ours]
+RANDOM_AXES = {"r": [2, 4, 8, 15], "n_wildcards": [2, 3, 5, 7], "n_regular": [0, 1, 2], "length": [2, 5, 10, 20]}
+
+
+def fig4(profile: str) -> list[RunConfig]:
+    """Random template tasks: vary one of (templates r, wildcards |W|, regular |R|, length L)
+    around ``RANDOM_DEFAULT``; plain transformer, one seed, coarse n grid."""
+    out = []
+    for axis, values in RANDOM_AXES.items():
+        for v in values:
+            params = {**RANDOM_DEFAULT, axis: v}
+            if axis == "length" and v == 2:
+                params["r"] = 2  # only αα and αβ exist at length 2 without regular tokens
+            task = get_task("random_templates", seed=0, **params)
+            out += _grid(profile, task, [MODELS["transformer"]], N_COARSE, [0], PAPER)
+    return list({c.key: c for c in out}.values())
+
+
+HP_AXES = {
+    "lr": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+    "batch_size": [16, 64, 256, 1024],
+    "depth": [1, 2, 4],
+    "heads": [1, 2, 4, 8],
+    "dim": [32, 64, 128, 256],
 }
 
 
-def experiment(name: str, profile: str = "paper") -> list[RunConfig]:
-    """The configs of experiment ``name`` in ``profile``."""
+def fig5(profile: str) -> list[RunConfig]:
+    """Hyper-parameters of the plain transformer on ABA vs ABB, one axis at a time around our
+    defaults; one seed, coarse n grid."""
+    out = []
+    for axis, values in HP_AXES.items():
+        for v in values:
+            model, train = MODELS["transformer"], PAPER
+            if axis in ("lr", "batch_size"):
+                train = replace(PAPER, **{axis: v})
+            else:
+                model = replace(model, **{axis: v})
+            out += _grid(profile, "aba_abb", [model], N_COARSE, [0], train)
+    return list({c.key: c for c in out}.values())
+
+
+def fig6(profile: str) -> list[RunConfig]:
+    """MLP with X Xᵀ features vs the plain MLP, on same/different and ABA vs ABB."""
+    models = [MODELS["MLP"], MODELS["MLP + XXᵀ"]]
+    return [c for t in ("same_different", "aba_abb") for c in _grid(profile, t, models, N_PAPER, SEEDS_PAPER, PAPER)]
+
+
+def fig7(profile: str) -> list[RunConfig]:
+    """Mimetic initialisation of W_Q, W_K vs the default initialisation vs the KQ identity."""
+    models = [MODELS["transformer"], replace(TRANSFORMER, mimetic=MIMETIC), MODELS["transformer + KQ"]]
+    return _grid(profile, "aba_abb", models, N_PAPER, SEEDS_PAPER, PAPER)
+
+
+INIT_SCALES = [1.0, 2.0, 4.0]
+
+
+def last_layer(profile: str) -> list[RunConfig]:
+    """Figure 8 and the kernel chapter's finite-width echo: only the readout trains (random
+    features regime), at several initialisation scales; n up to 2^14."""
+    models = [replace(TRANSFORMER, train_last_layer_only=True, init_scale=s) for s in INIT_SCALES]
+    return _grid(profile, "aba_abb", models, N_PAPER + [2 ** 14], SEEDS_PAPER, PAPER)
+
+
+EXPERIMENTS = {
+    "protocol": protocol,
+    "fig1": fig1,
+    "fig2": fig2,
+    "fig3": fig3,
+    "fig4": fig4,
+    "fig5": fig5,
+    "fig6": fig6,
+    "fig7": fig7,
+    "last_layer": last_layer,
+}
+
+
+def experiment(name: str, profile: str = "paper", seeds=None) -> list[RunConfig]:
+    """The configs of experiment ``name`` in ``profile`` (only ``seeds`` if given)."""
     check_profile(profile)
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name](profile)
+    configs = EXPERIMENTS[name](profile)
+    return configs if seeds is None else [c for c in configs if c.seed in set(seeds)]
+
+
+def results(name: str, profile: str = "paper", seeds=None, store=None, workers=None):
+    """Tidy frame (one row per run) of experiment ``name``, computing the runs the store lacks
+    (in this process for the smoke profile, whose runs are shorter than a worker's start-up)."""
+    from .store import RunStore
+    from .sweep import run_sweep
+    store = store or RunStore()
+    configs = experiment(name, profile, seeds)
+    if workers is None and profile == "smoke":
+        workers = 1
+    return results_frame(run_sweep(configs, store, workers=workers))
