@@ -9,6 +9,12 @@ One idea per module:
 * :mod:`symlib.attention`  attention with the ``kq_identity`` / ``vo_identity`` switches
 * :mod:`symlib.models`     transformer, next-token transformer, MLP, MLP + XXᵀ, RNN, LSTM
 * :mod:`symlib.training`   Lightning training of one run: :func:`fit` -> :class:`RunResult`
+* :mod:`symlib.store`      the run store: one JSON record per run, keyed by config hash
+* :mod:`symlib.sweep`      grids of runs, resumable, local processes or a Dask cluster
+* :mod:`symlib.experiments` every sweep of the book by name, in ``paper`` and ``smoke`` profiles
+* :mod:`symlib.plots`      sample-efficiency figures and n* summaries
+* :mod:`symlib.status`     the reproduction-status records
+* :mod:`symlib.cli`        ``python -m symlib train | sweep | book``
 """
 
 __version__ = "0.1.0"

@@ -44,7 +44,7 @@ class TrainConfig:
 
     Early stopping is off by default.  With ``stop_train_loss`` set, a run stops at the first
     evaluation where the epoch's train loss is below ``stop_train_loss`` *and* the validation
-    loss moved by at most ``stop_val_rtol`` (relative, floor 1e-3 absolute) over the last
+    loss moved by at most ``stop_val_rtol`` (relative; absolute floor 1e-6) over the last
     ``stop_window`` epochs.  The validation alphabet is disjoint from the test alphabet, so the
     rule never looks at test data.
     """
@@ -239,6 +239,9 @@ class TemplateModule(L.LightningModule):
             self.trainer.should_stop = True
 
 
+VAL_FLOOR = 1e-6  # absolute tolerance of the rule, so that it is relative down to tiny losses
+
+
 def converged(curve: list[dict], cfg: TrainConfig) -> bool:
     """The early-stopping rule of :class:`TrainConfig`, applied to a learning curve so far."""
     if cfg.stop_train_loss is None or curve[-1]["train_loss"] >= cfg.stop_train_loss:
@@ -247,7 +250,7 @@ def converged(curve: list[dict], cfg: TrainConfig) -> bool:
     if not back:
         return False
     before, now = back[-1]["val_loss"], curve[-1]["val_loss"]
-    return abs(now - before) <= max(cfg.stop_val_rtol * before, 1e-3)
+    return abs(now - before) <= max(cfg.stop_val_rtol * before, VAL_FLOOR)
 
 
 def stopped_curve(curve: list[dict], cfg: TrainConfig) -> list[dict]:
