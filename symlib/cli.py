@@ -60,6 +60,7 @@ def register(sub) -> None:
                                    "skipped, each new run is written to the store as it finishes.")
     s.add_argument("experiment", help="experiment name (see symlib.experiments.EXPERIMENTS)")
     s.add_argument("--profile", default="paper", help="paper (default) or smoke")
+    s.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the experiment's)")
     s.add_argument("--workers", type=int, help="local processes (default: one per core)")
     s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) instead of local processes")
     s.add_argument("--data", help="run-store root (default: $SYMLIB_DATA or the repository's data/)")
@@ -108,7 +109,7 @@ def _sweep(args) -> None:
     from .experiments import experiment
     from .store import RunStore
     from .sweep import missing, run_sweep
-    configs = experiment(args.experiment, args.profile)
+    configs = experiment(args.experiment, args.profile, args.seeds)
     store = RunStore(args.data)
     if args.workers is not None and args.workers <= 0:
         raise ValueError(f"--workers must be a positive integer; got {args.workers}")

@@ -63,9 +63,16 @@ def record(claim: str, measured: str, verdict: str, root: str | Path | None = No
         raise ValueError("measured must be a non-empty sentence with the numbers we measured")
     from .training import git_commit
     chapter, paper = CLAIMS[claim]
+    path = status_dir(root) / f"{claim}.json"
+    if path.exists():  # unchanged findings keep their record (and the commit that first wrote it)
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if (old.get("paper"), old.get("measured"), old.get("verdict")) == (paper, measured.strip(), verdict):
+                return path
+        except json.JSONDecodeError:
+            pass  # a corrupt record is simply rewritten
     rec = {"claim": claim, "chapter": chapter, "paper": paper, "measured": measured.strip(),
            "verdict": verdict, "symlib": __version__, "git_commit": git_commit()}
-    path = status_dir(root) / f"{claim}.json"
     atomic_write_text(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
     return path
 

@@ -1,0 +1,327 @@
+"""The book: execute the chapters with papermill, then build the static site with Jupyter Book.
+
+    python -m symlib book                              # paper profile, every chapter of _toc.yml
+    python -m symlib book --profile smoke              # tiny sizes, every code path, in seconds
+    python -m symlib book template_tasks -p seeds "[0, 1]"
+
+Chapters are the notebooks of ``_toc.yml``, executed in its order; a chapter's name is its file
+name (``chapters/template_tasks.ipynb`` -> ``template_tasks``).  Every chapter has one cell
+tagged ``parameters``; ``--profile`` sets its ``profile`` and ``-p NAME VALUE`` any other of its
+parameters (the value is a Python literal; its type must match the default's).
+
+Profiles (:data:`symlib.experiments.PROFILES`):
+
+* ``paper``  executes the notebooks **in place** (these outputs are what the site shows), reading
+             results from the run store ``data/`` and computing only what it lacks.
+* ``smoke``  executes into ``_build/smoke/site/chapters/`` with a fresh, empty run store, so the
+             committed notebooks keep their paper outputs and ``data/`` is never touched; the
+             smoke site is built from that copy into ``_build/smoke/site/_build/html``.
+
+A chapter is executed into a scratch file and only renamed over its destination once it ran to
+the end, cleaned of papermill's metadata noise, with the injected-parameters cell tagged
+``remove-cell`` (hidden on the site).  The first failing chapter stops the run; its executed copy
+with the error is kept beside the scratch files.  Each chapter's wall time is recorded in
+``<data>/book/timings.json`` (the intro's timing table).  Then ``jupyter-book build --all -W
+--keep-going`` with execution off (``_config.yml``): a warning or a broken page fails the build.
+Bad input (profile, chapter name, parameter name or type, a corrupt record) exits with code 2.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import yaml
+
+from . import __version__
+from .experiments import PROFILES, check_profile
+from .store import RunStore, atomic_write_text, default_root
+
+REPO = Path(__file__).resolve().parent.parent
+TOC = REPO / "_toc.yml"
+BUILD = REPO / "_build"
+SITE_FILES = ("_config.yml", "_toc.yml", "references.bib", "chapters")  # what the site is built from
+
+
+# ----------------------------------------------------------------------------- chapters
+
+
+def chapters(toc: Path = TOC) -> dict[str, Path]:
+    """Name -> notebook path of every ``.ipynb`` page of ``_toc.yml``, in order."""
+    toc = Path(toc)
+    files: list[str] = []
+
+    def walk(entry):
+        if isinstance(entry, dict):
+            for k, v in entry.items():
+                if k in ("root", "file"):
+                    files.append(v)
+                else:
+                    walk(v)
+        elif isinstance(entry, list):
+            for e in entry:
+                walk(e)
+
+    walk(yaml.safe_load(toc.read_text(encoding="utf-8")))
+    out = {}
+    for f in files:
+        path = toc.parent / f
+        path = path if path.suffix else path.with_suffix(".ipynb")
+        if path.suffix == ".ipynb":
+            out[path.stem] = path
+    return out
+
+
+def parameters(path: Path) -> dict:
+    """Defaults of a notebook's one ``parameters`` cell (assignments of Python literals)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{path} must have exactly one cell tagged 'parameters'; found {len(cells)}")
+    out = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"the parameters cell of {path} may only hold `name = literal` lines; "
+                             f"line {node.lineno} is not one")
+        try:
+            out[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError:
+            raise ValueError(f"the parameters cell of {path}: {node.targets[0].id} is not a literal") from None
+    if "profile" not in out:
+        raise ValueError(f"the parameters cell of {path} must define profile (one of {', '.join(PROFILES)})")
+    return out
+
+
+def parse_value(raw: str):
+    """``-p`` values are Python literals (``3``, ``0.5``, ``[0, 1]``, ``True``); anything else is a string."""
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def check_parameter(chapter: str, name: str, value, default):
+    """``value`` converted to the type of ``default`` (int -> float only), or a ValueError."""
+    def same(v, d):
+        return type(v) is type(d) or (type(d) is float and type(v) is int)
+
+    ok = same(value, default)
+    if ok and isinstance(default, list) and default and value:
+        ok = all(same(v, default[0]) for v in value)
+    if not ok:
+        want = type(default).__name__ + (f" of {type(default[0]).__name__}" if isinstance(default, list) and default else "")
+        raise ValueError(f"parameter {name} of chapter {chapter!r} must be {want} like its default "
+                         f"{default!r}; got {value!r} ({type(value).__name__})")
+    return float(value) if type(default) is float else value
+
+
+def plan(names: list[str] | None, profile: str, overrides: list[tuple[str, str]] = (),
+         toc: Path = TOC) -> dict[str, tuple[Path, dict]]:
+    """Validate the request before anything runs: chapter -> (notebook, papermill parameters)."""
+    check_profile(profile)
+    known = chapters(toc)
+    names = list(known) if not names else names
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown chapter(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(known)}")
+    todo = {}
+    for name in known:  # _toc.yml order, whatever the order asked
+        if name not in names:
+            continue
+        defaults = parameters(known[name])
+        params = {"profile": profile}
+        for key, raw in overrides:
+            if key == "profile":
+                raise ValueError("set the profile with --profile, not -p profile")
+            if key not in defaults:
+                raise ValueError(f"chapter {name!r} has no parameter {key!r}; its parameters: "
+                                 f"{', '.join(k for k in defaults if k != 'profile')}")
+            params[key] = check_parameter(name, key, parse_value(raw), defaults[key])
+        todo[name] = (known[name], params)
+    return todo
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop papermill/nbclient metadata (timestamps, durations, paths) and hide the injected
+    parameters: tag ``remove-cell`` and a fixed cell id, so re-runs give small diffs."""
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"] * ("remove-cell" not in tags)
+            cell["id"] = "injected-parameters"
+    return nb
+
+
+def execute(name: str, notebook: Path, params: dict, dest: Path, scratch: Path) -> float:
+    """Run one chapter with papermill into ``scratch`` and move it, cleaned, to ``dest``.
+    Returns the wall time in seconds; raises SystemExit naming the chapter if it fails."""
+    import papermill
+    scratch.mkdir(parents=True, exist_ok=True)
+    running = scratch / f"{name}.running.ipynb"
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(notebook, running, parameters=params, kernel_name="python3",
+                                   progress_bar=False, cwd=notebook.parent)
+    except Exception as e:
+        failed = scratch / f"{name}.failed.ipynb"
+        if running.exists():
+            os.replace(running, failed)
+        what = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"
+        raise SystemExit(f"python -m symlib book: chapter {name!r} failed ({what}).\n"
+                         f"The executed notebook with the error is {failed}; {dest} is unchanged.") from None
+    wall = time.perf_counter() - start
+    nb = clean(nbformat.read(running, as_version=4))
+    atomic_write_text(dest, nbformat.writes(nb))
+    running.unlink()
+    return wall
+
+
+def record_timing(root: Path, profile: str, name: str, wall: float, new_runs: int) -> None:
+    """Add one chapter's wall time to ``<root>/book/timings.json`` (atomically)."""
+    path = Path(root) / "book" / "timings.json"
+    data = read_json(path) if path.exists() else {}
+    data.setdefault(profile, {})[name] = {
+        "wall_s": round(wall, 1), "new_runs": new_runs, "date": date.today().isoformat(),
+        "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+        "symlib": __version__}
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"corrupt file {path} ({e}); delete it and re-run `python -m symlib book` "
+                         "to rewrite it") from None
+
+
+def check_data(root: Path) -> None:
+    """Read every run and status record once, so a corrupt one stops the book before it starts."""
+    from .status import table
+    RunStore(root).load()
+    table(root)
+
+
+def run(names: list[str] | None = None, profile: str = "paper", overrides: list[tuple[str, str]] = (),
+        build: bool = True, scratch: Path | None = None, toc: Path = TOC) -> dict[str, float]:
+    """Execute chapters (see the module docstring), record their wall times, build the site.
+    Returns chapter -> wall time (s)."""
+    todo = plan(names, profile, overrides, toc)
+    root = default_root()
+    if profile == "paper":
+        check_data(root)
+    scratch = Path(scratch) if scratch is not None else BUILD / profile
+    source = toc.parent
+    env = os.environ.get("SYMLIB_DATA")
+    if profile == "smoke":  # a copy of the book with a fresh empty run store: data/ stays untouched
+        shutil.rmtree(scratch, ignore_errors=True)
+        source = scratch / "site"
+        source.mkdir(parents=True)
+        for f in SITE_FILES:
+            src = toc.parent / f
+            if src.is_dir():
+                shutil.copytree(src, source / f, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "_build"))
+            else:
+                shutil.copy2(src, source / f)
+        os.environ["SYMLIB_DATA"] = str(scratch / "data")
+    kernel_store = RunStore()
+    walls = {}
+    try:
+        for name, (notebook, params) in todo.items():
+            before = len(kernel_store.keys())
+            dest = source / notebook.relative_to(toc.parent)
+            print(f"[book] {name} ({profile}) …", file=sys.stderr, flush=True)
+            walls[name] = execute(name, notebook, params, dest, scratch)
+            record_timing(root, profile, name, walls[name], len(kernel_store.keys()) - before)
+            print(f"[book] {name}: {walls[name]:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        if env is None:
+            os.environ.pop("SYMLIB_DATA", None)
+        else:
+            os.environ["SYMLIB_DATA"] = env
+    if build:
+        build_site(source)
+    return walls
+
+
+def build_site(source: Path = REPO, output: Path | None = None) -> Path:
+    """``jupyter-book build SOURCE --all -W --keep-going`` (``--all``: an incremental build would not
+    re-report the warnings of unchanged pages); returns the HTML folder."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(source), "--all", "-W", "--keep-going"]
+    if output is not None:
+        cmd += ["--path-output", str(output)]
+    rc = subprocess.run(cmd).returncode
+    if rc:
+        raise SystemExit(f"python -m symlib book: jupyter-book build failed (exit {rc}); see its warnings above")
+    html = Path(output or source) / "_build" / "html"
+    print(f"[book] site: {html / 'index.html'}", file=sys.stderr)
+    return html
+
+
+# ----------------------------------------------------------------------------- intro tables
+
+
+def timings_table(root: Path | None = None) -> pd.DataFrame:
+    """Recorded wall time of each chapter per profile (rows in ``_toc.yml`` order); empty if
+    nothing was recorded yet.  Used by the intro."""
+    path = Path(root or default_root()) / "book" / "timings.json"
+    data = read_json(path) if path.exists() else {}
+    rows = []
+    for name in chapters():
+        row = {"chapter": name}
+        for profile in PROFILES:
+            t = data.get(profile, {}).get(name)
+            row[f"{profile} (s)"] = t["wall_s"] if t else None
+            if profile == "paper":
+                row["runs computed"] = t["new_runs"] if t else None
+                row["recorded"] = f"{t['date']}, {t['cpus']} CPUs" if t else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compute_table(root: Path | None = None) -> pd.DataFrame:
+    """Per experiment of :mod:`symlib.experiments`: runs in the store and the CPU time they took
+    when computed (what re-running it from scratch costs).  Used by the intro."""
+    from .experiments import EXPERIMENTS, experiment
+    store = RunStore(root)
+    rows = []
+    for name in EXPERIMENTS:
+        configs = {c.key: c for c in experiment(name, "paper")}
+        done = store.load(configs.values())
+        cpu = sum(r.wall_time_s * (r.provenance.get("threads") or 1) for r in done)
+        rows.append({"experiment": name, "runs": len(configs), "stored": len(done),
+                     "CPU hours": round(cpu / 3600, 2)})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def register(sub) -> None:
+    p = sub.add_parser("book", help="execute the chapters with papermill and build the site",
+                       description="Execute the chapters of _toc.yml with papermill (paper: in place; "
+                                   "smoke: into _build/smoke), then run jupyter-book build.")
+    p.add_argument("chapter", nargs="*", help="chapters to execute (default: all, in _toc.yml order)")
+    p.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILES)} (default paper)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a parameter of the chapters' parameters cell (a Python literal)")
+    p.add_argument("--no-build", action="store_true", help="execute only, do not build the site")
+    p.set_defaults(run=lambda args: run(args.chapter, args.profile, [tuple(x) for x in args.parameter],
+                                        build=not args.no_build))

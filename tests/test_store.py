@@ -1,0 +1,144 @@
+"""The run store (symlib.store) and the status records (symlib.status): atomic writes, loud
+errors on corrupt records, tidy frames — and committed records that the code still reproduces."""
+
+import json
+import random
+
+import pytest
+
+import symlib.store as store_mod
+from symlib import DataConfig, ModelConfig, RunConfig, TrainConfig, fit
+from symlib import status
+from symlib.store import REPO_DATA, CorruptRecord, RunStore
+from symlib.training import run_config
+
+TINY = run_config("same_different", ModelConfig(kind="mlp", hidden=8), TrainConfig(epochs=4, eval_every=2),
+                  DataConfig(n=4, n_val=8, val_alphabet=8, n_test=8, test_alphabet=8), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    return fit(TINY)
+
+
+def test_put_get_roundtrip_and_env_root(tmp_path, monkeypatch, tiny_result):
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path))
+    store = RunStore()
+    assert store.root == tmp_path and TINY not in store and store.get(TINY) is None
+    path = store.put(tiny_result)
+    assert path == tmp_path / "runs" / f"{TINY.key}.json"
+    assert TINY in store and store.keys() == [TINY.key]
+    got = store.get(TINY)
+    assert got.to_dict() == json.loads(json.dumps(tiny_result.to_dict()))
+    for field in ("symlib", "git_commit", "torch", "lightning", "threads", "device"):
+        assert field in got.provenance
+
+
+def test_fit_cached_computes_once(tmp_path, monkeypatch, tiny_result):
+    calls = []
+    monkeypatch.setattr(store_mod, "fit", lambda c, **kw: calls.append(c.key) or tiny_result)
+    store = RunStore(tmp_path)
+    assert store.fit_cached(TINY) is tiny_result and calls == [TINY.key]
+    assert store.fit_cached(TINY).metrics == tiny_result.metrics and calls == [TINY.key]
+
+
+def test_a_write_killed_half_way_leaves_nothing(tmp_path, monkeypatch, tiny_result):
+    store = RunStore(tmp_path)
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the process dies between writing the temp file and renaming it
+
+    monkeypatch.setattr(store_mod.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(tiny_result)
+    assert list((tmp_path / "runs").iterdir()) == []  # no record, no temporary file
+    monkeypatch.undo()
+    store.put(tiny_result)
+    before = store.path(TINY.key).read_text()
+    monkeypatch.setattr(store_mod.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(tiny_result)
+    assert store.path(TINY.key).read_text() == before  # an overwrite killed half-way keeps the old record
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [f"{TINY.key}.json"]
+
+
+@pytest.mark.parametrize("mangle, message", [
+    (lambda text, d: text[: len(text) // 2], "not valid JSON"),
+    (lambda text, d: "", "not valid JSON"),
+    (lambda text, d: json.dumps({k: v for k, v in d.items() if k != "metrics"}), r"missing field\(s\) \['metrics'\]"),
+    (lambda text, d: json.dumps({**d, "key": "0" * 16}), "it holds key"),
+    (lambda text, d: json.dumps({**d, "config": {**d["config"], "seed": 7}}), "does not hash to its key"),
+    (lambda text, d: json.dumps({**d, "config": {**d["config"], "train": {"epochs": 1, "nope": 2}}}), "unreadable config"),
+])
+def test_corrupt_record_is_an_error_naming_it(tmp_path, tiny_result, mangle, message):
+    store = RunStore(tmp_path)
+    path = store.put(tiny_result)
+    path.write_text(mangle(path.read_text(), tiny_result.to_dict()))
+    for read in (lambda: store.get(TINY), store.load, store.frame, store.curves):
+        with pytest.raises(CorruptRecord, match=message) as e:
+            read()
+        assert str(path) in str(e.value) and "delete it and re-run" in str(e.value)
+
+
+def test_frames_are_tidy(tmp_path, tiny_result):
+    store = RunStore(tmp_path)
+    store.put(tiny_result)
+    other = fit(RunConfig.from_dict({**TINY.to_dict(), "seed": 1}))
+    store.put(other)
+    runs = store.frame()
+    assert len(runs) == 2 and runs["key"].is_unique
+    for col in ("task", "model", "n", "seed", "model.kind", "train.epochs", "test_loss", "test_error",
+                "train_loss", "wall_time_s", "threads"):
+        assert col in runs.columns, col
+    assert set(runs["seed"]) == {0, 1} and set(runs["model"]) == {"MLP"} and set(runs["task"]) == {"same_different"}
+    curves = store.curves()
+    assert len(curves) == len(tiny_result.curve) + len(other.curve)
+    assert {"key", "epoch", "test_loss", "val_loss", "train_loss", "seed"} <= set(curves.columns)
+    assert store.frame([TINY]).shape[0] == 1 and store.frame(["0" * 16]).empty  # missing configs: none
+
+
+def test_status_records_and_table(tmp_path):
+    t = status.table(tmp_path)
+    assert list(t["claim"]) == list(status.CLAIMS) and set(t["verdict"]) == {"not yet run"}
+    status.record("mlp_trivial", "test loss 1.00 ± 0.01 at every n", "reproduced", root=tmp_path)
+    t = status.table(tmp_path).set_index("claim")
+    assert t.loc["mlp_trivial", "verdict"] == "reproduced" and "1.00" in t.loc["mlp_trivial", "measured"]
+    with pytest.raises(ValueError, match="unknown claim 'nope'; allowed"):
+        status.record("nope", "x", "reproduced", root=tmp_path)
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        status.record("mlp_trivial", "x", "maybe", root=tmp_path)
+    (tmp_path / "status" / "mlp_trivial.json").write_text('{"claim": "mlp_tri')
+    with pytest.raises(ValueError, match="corrupt status record .*mlp_trivial.json.*re-run chapter 'regression'"):
+        status.table(tmp_path)
+
+
+# ----------------------------------------------------------------------------- committed data
+
+SAMPLE = 3          # records re-run per test session
+CHEAPEST = 0.25     # drawn from this fraction of the committed records, by recorded wall time
+MAX_WALL_S = 20.0   # and only from records that took at most this long
+
+
+def cheapest_committed_records():
+    store = RunStore(REPO_DATA)
+    keys = store.keys()
+    if not keys:
+        return []
+    runs = store.frame().sort_values(["wall_time_s", "key"])
+    cheap = runs.head(max(SAMPLE, int(len(runs) * CHEAPEST)))
+    cheap = cheap[cheap["wall_time_s"] <= MAX_WALL_S]
+    keys = sorted(cheap["key"])
+    return random.Random(0).sample(keys, min(SAMPLE, len(keys)))
+
+
+@pytest.mark.parametrize("key", cheapest_committed_records() or
+                         [pytest.param(None, marks=pytest.mark.skip(reason="no committed run records in data/runs/"))])
+def test_committed_record_is_reproduced_by_the_code(key):
+    """Committed data must stay reproducible: re-run a (seeded) random sample of the cheapest
+    records with their own thread count and compare every final metric."""
+    stored = RunStore(REPO_DATA).get(key)
+    again = fit(RunConfig.from_dict(stored.config), threads=stored.provenance["threads"])
+    assert again.key == key
+    assert again.metrics["epochs_run"] == stored.metrics["epochs_run"]
+    for name, value in stored.metrics.items():
+        assert again.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
