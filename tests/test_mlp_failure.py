@@ -1,0 +1,92 @@
+"""The MLP-failure theorem's checks (symlib.equivariance): frozen rows, exact equivariance, the paired
+two-sample test, the test-loss decomposition."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import symlib as S
+from symlib import equivariance as E
+
+SMALL = S.DataConfig(n=32, n_test=64, test_alphabet=64, n_val=16, val_alphabet=16)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return S.make_data(S.get_task("same_different"), SMALL, seed=0)
+
+
+def test_unseen_rows_get_zero_gradient_and_never_move(data):
+    cfg = S.ModelConfig(kind="mlp", hidden=16)
+    init = S.build_model(cfg, data.vocab_size, 2, "regression", seed=1)
+    net = S.build_model(cfg, data.vocab_size, 2, "regression", seed=1)
+    grad, seen = E.first_layer_gradient(net, data), E.seen_mask(data)
+    assert grad[~seen].abs().max() == 0 and grad[seen].abs().max() > 0
+    E.train_full_batch(net, data, steps=30, optimizer="adam", lr=1e-2)
+    change = E.row_change(init, net, data)
+    assert change["unseen_max_change"] == 0.0 and change["seen_max_change"] > 1e-3
+    assert change["unseen_rows"] + change["seen_rows"] == 2 * data.vocab_size
+
+
+def test_training_is_equivariant_even_with_weight_decay(data):
+    lo = data.offsets["test"]
+    perms = E.swap_unseen(data, [(1, lo, lo + 1), (0, lo + 2, lo + 3)])
+    gap = E.equivariance_gap(S.ModelConfig(kind="mlp", hidden=16), data, perms, steps=15, lr=1e-2, weight_decay=0.1)
+    assert gap["unseen_max_change"] > 0          # weight decay moves unseen rows: the lemma fails ...
+    assert gap["max_gap"] <= 1e-6 * max(gap["output_scale"], 1)  # ... equivariance does not
+    xxt = E.equivariance_gap(S.ModelConfig(kind="mlp_xxt", hidden=16), data, perms, steps=15, lr=1e-2)
+    assert xxt["max_gap"] > 1e-3                 # X Xᵀ features break the per-position symmetry
+
+
+def test_permute_unseen_rejects_seen_tokens(data):
+    seen_token = int(data.x["train"][0, 0])
+    perms = E.swap_unseen(data, [(0, seen_token, data.offsets["test"])])
+    net = S.build_model(S.ModelConfig(kind="mlp", hidden=8), data.vocab_size, 2, "regression", seed=0)
+    with pytest.raises(ValueError, match="moves a token seen at position 0"):
+        E.permute_unseen_(net, data, perms)
+    with pytest.raises(ValueError, match="one permutation per position"):
+        E.permute_unseen_(net, data, perms[:1])
+
+
+def test_apply_perms_maps_same_to_different(data):
+    lo = data.offsets["test"]
+    perms = E.swap_unseen(data, [(1, lo, lo + 1)])
+    assert E.apply_perms(torch.tensor([[lo, lo]]), perms).tolist() == [[lo, lo + 1]]
+
+
+def test_ks_statistic_matches_scipy_and_paired_test_has_power():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=80), rng.normal(size=80)
+    assert E.ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic)
+    assert E.paired_ks_test(a, b, n_resamples=999)["p_value"] > 0.05
+    assert E.paired_ks_test(a, b + 1.0, n_resamples=999)["p_value"] < 0.01
+    with pytest.raises(ValueError, match="equal length"):
+        E.paired_ks_test(a, b[:10])
+
+
+def test_two_sample_experiment_rows_and_loss_decomposition():
+    out = E.two_sample_experiment(S.ModelConfig(kind="mlp", hidden=16), [0, 1], n=16, steps=100, lr=1e-2,
+                                  data={"n_test": 32, "test_alphabet": 32, "n_val": 8, "val_alphabet": 8})
+    for row in out["rows"]:
+        assert row["train_loss"] < 1e-2
+        assert row["test_mse"] == pytest.approx(1 + row["mean_f2"] - 2 * row["mean_yf"], abs=1e-5)
+
+
+def test_cached_json_computes_once_per_config(tmp_path):
+    calls = []
+    compute = lambda: calls.append(1) or {"value": len(calls)}
+    first = E.cached_json(tmp_path / "x.json", {"a": 1}, compute)
+    again = E.cached_json(tmp_path / "x.json", {"a": 1}, compute)
+    other = E.cached_json(tmp_path / "x.json", {"a": 2}, compute)
+    assert first["value"] == again["value"] == 1 and other["value"] == 2
+    assert "git_commit" in first and first["wall_time_s"] is not None
+    (tmp_path / "x.json").write_text("{broken")
+    with pytest.raises(ValueError, match="corrupt result file"):
+        E.cached_json(tmp_path / "x.json", {"a": 1}, compute)
+
+
+def test_rows_need_an_mlp(data):
+    net = S.build_model(S.ModelConfig(kind="lstm", dim=8, hidden=8), data.vocab_size, 2, "regression", seed=0)
+    with pytest.raises(ValueError, match="expected a symlib MLP"):
+        E.first_layer_rows(net, 2)
