@@ -12,6 +12,10 @@ One idea per module:
 * :mod:`symlib.store`      the run store: one JSON record per run, keyed by config hash
 * :mod:`symlib.sweep`      grids of runs, resumable, local processes or a Dask cluster
 * :mod:`symlib.experiments` every sweep of the book by name, in ``paper`` and ``smoke`` profiles
+* :mod:`symlib.kernel`     the transformer random-features kernel κ, K_trans, template matrix N, kernel regression
+* :mod:`symlib.symbolic`   computer algebra (Wick's theorem) for κ's Taylor coefficients
+* :mod:`symlib.equivariance` the MLP-failure mechanism: frozen unseen rows, equivariance, the two-sample test
+* :mod:`symlib.probes`     next-token probes: unseen embeddings against the span of training updates
 * :mod:`symlib.plots`      sample-efficiency figures and n* summaries
 * :mod:`symlib.status`     the reproduction-status records
 * :mod:`symlib.cli`        ``python -m symlib train | sweep | book``

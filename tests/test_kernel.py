@@ -1,0 +1,123 @@
+"""The transformer random-features kernel (symlib.kernel): κ three ways, K_trans, the template
+matrix N, and kernel regression on fresh symbols."""
+
+import numpy as np
+import pytest
+
+from symlib import kernel as K
+from symlib import symbolic as S
+from symlib.tasks import get_task
+
+STRINGS = ["aba", "abb", "cdc", "cdd", "aab", "eee"]
+
+
+def test_kappa_mc_is_a_symmetric_psd_gram_matrix():
+    kap = K.kappa_mc(STRINGS, 1.5, 0.7, samples=2 ** 10)
+    assert np.allclose(kap, kap.T, atol=1e-12)
+    assert np.linalg.eigvalsh(kap)[0] > -1e-10
+    kt = K.relu_nngp(kap)
+    assert np.allclose(kt, kt.T, atol=1e-12) and np.linalg.eigvalsh(kt)[0] > -1e-10
+    assert np.allclose(np.diag(kt), np.diag(kap) / 2)   # θ = 0: E[relu(g)²] = var / 2
+
+
+def test_kappa_at_beta_zero_is_exact():
+    # softmax(0) is uniform: κ = (1ᵀ G 1 + γ² k) / k², with no Monte Carlo error
+    gamma, k = 0.8, 3
+    kap = K.kappa_mc(STRINGS, 0.0, gamma, samples=2 ** 4)
+    ids, _ = K._as_ids(STRINGS)
+    G = K.equality(ids, ids).sum(axis=(2, 3))
+    assert np.allclose(kap, (G + gamma ** 2 * k) / k ** 2, atol=1e-12)
+
+
+def test_monte_carlo_agrees_with_closed_form_series_at_small_beta_gamma():
+    beta, gamma = 0.25, 0.3
+    for x, y in [("aba", "abb"), ("aba", "cdd"), ("abc", "cab")]:
+        c = S.kappa_taylor(x, y, order=6)
+        series = sum(float(v) * beta ** n * gamma ** (2 * m) for (n, m), v in c.items())
+        mc = K.kappa_mc([x, y], beta, gamma, samples=2 ** 14)[0, 1]
+        assert abs(mc - series) < 2e-5, (x, y, mc, series)   # stated tolerance: 2e-5
+
+
+def test_monte_carlo_agrees_with_quadrature_at_order_one():
+    for x, y in [("aba", "abb"), ("ab", "cc")]:
+        mc = K.kappa_mc([x, y], 1.0, 1.0, samples=2 ** 14)[0, 1]
+        quad = K.kappa_quadrature(x, y, 1.0, 1.0, nodes=10)
+        assert abs(mc - quad) < 2e-3
+
+
+def test_relu_nngp_matches_random_relu_features():
+    rng = np.random.default_rng(0)
+    phi = rng.standard_normal((3, 5))
+    W = rng.standard_normal((200_000, 5))
+    h = np.maximum(phi @ W.T, 0)
+    assert np.allclose(h @ h.T / len(W), K.relu_nngp(phi @ phi.T), rtol=0.02)  # MC: ~0.5% error
+
+
+def test_finite_width_kernels_converge():
+    errs = {w: np.mean([r["kappa_error"] + r["k_trans_error"] for r in
+                        K.width_convergence(["ab", "ba", "cc"], [w], [0, 1, 2], samples=2 ** 12)])
+            for w in (4, 64)}
+    assert errs[64] < errs[4] / 2
+
+
+def test_template_matrix_symmetric_psd_and_methods_agree():
+    task = get_task("aba_abb")
+    N = K.template_matrix(task, 1.0, 1.0, samples=2 ** 10)
+    assert N.shape == (2, 2) and np.allclose(N, N.T)
+    lam = K.smallest_eigenvalue(N)
+    assert lam > 1e-4                                       # nonsingular at (1, 1): ≈ 8.9e-4
+    Nmc = K.template_matrix(task, 1.0, 1.0, method="mc", samples=2 ** 12)
+    assert np.abs(N - Nmc).max() < 1e-3
+    # γ = 0: disjoint strings are orthogonal, N = √(d_i d_j)/2π is rank one
+    assert abs(K.smallest_eigenvalue(K.template_matrix(task, 1.0, 0.0, samples=2 ** 8))) < 1e-12
+
+
+def test_kq_identity_improves_conditioning_of_same_different():
+    task = get_task("same_different")
+    lam = [K.smallest_eigenvalue(K.template_matrix(task, 1.0, 1.0, a=a, samples=2 ** 10)) for a in (0.0, 3.0)]
+    assert lam[1] > 2 * lam[0] > 0
+
+
+def test_pattern_kernel_matches_direct_kernel():
+    ids = np.array([[0, 1, 0], [0, 1, 1], [2, 3, 2], [1, 4, 4], [5, 5, 5]])
+    pk = K.PatternKernel(1.0, 1.0, samples=2 ** 12)
+    M = pk.matrix(ids, ids)
+    direct = K.k_trans([tuple(r) for r in ids], 1.0, 1.0, samples=2 ** 12)
+    assert np.allclose(M, M.T) and np.abs(M - direct).max() < 5e-3
+
+
+def test_kernel_regression_fits_and_generalizes_with_kq():
+    task = get_task("same_different")
+    out = K.kernel_regression(task, 128, K.PatternKernel(1.0, 1.0, a=3.0, samples=2 ** 10), n_test=200)
+    assert out["train_loss"] < 1e-3 and out["test_loss"] < 0.5
+
+
+def test_cached_roundtrip_and_config_check(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [{"x": 1.0}]
+
+    cfg = {"a": 1}
+    assert K.cached("t", cfg, compute, root=tmp_path) == [{"x": 1.0}]
+    assert K.cached("t", cfg, compute, root=tmp_path) == [{"x": 1.0}] and len(calls) == 1
+    with pytest.raises(ValueError, match="recompute"):
+        K.cached("t", {"a": 2}, compute, root=tmp_path)
+    assert K.cached("t", {"a": 2}, compute, recompute=True, root=tmp_path) and len(calls) == 2
+    assert K.cached("u", cfg, compute, store=False, root=tmp_path) and not (tmp_path / "kernel" / "u.json").exists()
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="power of two"):
+        K.kappa_mc(["ab"], 1.0, 1.0, samples=1000)
+    with pytest.raises(ValueError, match="beta"):
+        K.kappa_mc(["ab"], -1.0, 1.0)
+    with pytest.raises(ValueError, match="one length"):
+        K.kappa_mc(["ab", "abc"], 1.0, 1.0)
+    with pytest.raises(ValueError, match="regular tokens"):
+        K.template_kappa(get_task("programs"), 1.0, 1.0)
+    with pytest.raises(ValueError, match="method"):
+        K.template_matrix(get_task("aba_abb"), 1.0, 1.0, method="exact")
+    with pytest.raises(ValueError, match="regression"):
+        K.kernel_regression(get_task("copy"), 16, K.PatternKernel(1.0, 1.0))
