@@ -195,6 +195,15 @@ def experiment(name: str, profile: str = "paper", seeds=None) -> list[RunConfig]
     return configs if seeds is None else [c for c in configs if c.seed in set(seeds)]
 
 
+def stored(name: str, profile: str = "paper", seeds=None, store=None):
+    """``(frame, total)``: the runs of experiment ``name`` the store already holds (computing
+    nothing), and how many runs the experiment has — for figures whose sweep is still running."""
+    from .store import RunStore
+    store = store or RunStore()
+    configs = experiment(name, profile, seeds)
+    return results_frame(store.load(configs)), len({c.key for c in configs})
+
+
 def results(name: str, profile: str = "paper", seeds=None, store=None, workers=None):
     """Tidy frame (one row per run) of experiment ``name``, computing the runs the store lacks
     (in this process for the smoke profile, whose runs are shorter than a worker's start-up)."""
