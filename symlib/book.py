@@ -82,21 +82,27 @@ def chapters(toc: Path = TOC) -> dict[str, Path]:
     return out
 
 
+SAFE_BUILTINS = {f.__name__: f for f in (range, list, tuple, dict, len, int, float, min, max, sum)}
+
+
 def parameters(path: Path) -> dict:
-    """Defaults of a notebook's one ``parameters`` cell (assignments of Python literals)."""
+    """Defaults of a notebook's one ``parameters`` cell: plain assignments whose values are
+    literals or simple expressions (``list(range(100))``, ``[2 ** i for i in range(2, 13)]``),
+    evaluated with no imports and a handful of builtins."""
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         raise ValueError(f"{path} must have exactly one cell tagged 'parameters'; found {len(cells)}")
-    out = {}
-    for node in ast.parse(cells[0].source).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            raise ValueError(f"the parameters cell of {path} may only hold `name = literal` lines; "
+    tree = ast.parse(cells[0].source)
+    for node in tree.body:
+        if not isinstance(node, ast.Assign):
+            raise ValueError(f"the parameters cell of {path} may only hold assignments; "
                              f"line {node.lineno} is not one")
-        try:
-            out[node.targets[0].id] = ast.literal_eval(node.value)
-        except ValueError:
-            raise ValueError(f"the parameters cell of {path}: {node.targets[0].id} is not a literal") from None
+    out: dict = {}
+    try:
+        exec(compile(tree, str(path), "exec"), {"__builtins__": SAFE_BUILTINS}, out)
+    except Exception as e:  # noqa: BLE001 - reported with the notebook's name
+        raise ValueError(f"the parameters cell of {path} could not be evaluated: {e}") from None
     if "profile" not in out:
         raise ValueError(f"the parameters cell of {path} must define profile (one of {', '.join(PROFILES)})")
     return out
