@@ -1,6 +1,6 @@
 """Benchmark: symlib's Lightning path against a bare PyTorch loop (not a test).
 
-    python -m symlib.bench [--n 2048] [--epochs 4] [--repeats 5] [--threads 1]
+    python -m symlib.bench [--n 2048] [--epochs 16] [--repeats 3] [--threads 1]
 
 Both sides train the same transformer on the same task from the same seed, end to end (data,
 model, training, one final evaluation of validation and test), interleaved in alternating order
@@ -95,17 +95,19 @@ def parallel(runs: int = 4, n: int = 512, epochs: int = 100) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m symlib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2048, help="training samples (default 2048)")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--parallel", action="store_true",
                    help="instead: compare 2 single-threaded sweep workers with 1 process of 2 threads")
     args = p.parse_args(argv)
     if args.parallel:
-        r = parallel()
-        print(f"4 runs (ABA vs ABB, n=512, 100 epochs): one process with 2 threads "
-              f"{r['one_process_2_threads_s']:.1f} s, two single-threaded workers "
-              f"{r['two_processes_1_thread_s']:.1f} s, speed-up {r['speedup']:.2f}x")
+        for n, epochs in ((32, 400), (1024, 40)):  # small-n runs (overhead-bound), large-n runs
+            r = parallel(runs=8, n=n, epochs=epochs)
+            print(f"8 runs (ABA vs ABB, n={n}, {epochs} epochs): one process with 2 threads "
+                  f"{r['one_process_2_threads_s']:.1f} s, two single-threaded workers "
+                  f"{r['two_processes_1_thread_s']:.1f} s (worker start-up included), "
+                  f"speed-up {r['speedup']:.2f}x")
         return
     print(f"aba_abb, transformer {ModelConfig()}, n={args.n}, epochs={args.epochs}, "
           f"threads={args.threads}, best of {args.repeats} interleaved repeats")
