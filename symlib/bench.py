@@ -53,24 +53,24 @@ def compare(batch_size: int, n: int, epochs: int, repeats: int, threads: int) ->
     bare_loop("aba_abb", model, train, data, 0)  # warm-up of both paths (imports, allocator)
     fit("aba_abb", model, TrainConfig(epochs=1, batch_size=batch_size), data, seed=0, threads=threads)
 
-    def lightning() -> float:
+    def lightning(seed: int) -> float:
         t = time.perf_counter()
-        fit("aba_abb", model, train, data, seed=r, threads=threads)
+        fit("aba_abb", model, train, data, seed=seed, threads=threads)
         return time.perf_counter() - t
 
     for r in range(repeats):  # alternate which side goes first, so drift cancels
         if r % 2:
-            light.append(lightning())
+            light.append(lightning(r))
             bare.append(bare_loop("aba_abb", model, train, data, r))
         else:
             bare.append(bare_loop("aba_abb", model, train, data, r))
-            light.append(lightning())
+            light.append(lightning(r))
     samples = n * epochs
     b, l = samples / min(bare), samples / min(light)  # min: least disturbed by other load
     return {"batch_size": batch_size, "bare_samples_per_s": b, "lightning_samples_per_s": l, "ratio": l / b}
 
 
-def parallel(runs: int = 4, n: int = 512, epochs: int = 100) -> dict:
+def parallel(runs: int = 8, n: int = 512, epochs: int = 100) -> dict:
     """Sweep throughput: ``runs`` identical-cost runs done (a) one after another in this process
     with 2 torch threads, (b) by ``run_sweep`` with 2 single-threaded worker processes."""
     import tempfile
