@@ -118,13 +118,17 @@ class Transformer(nn.Module):
         self.head = nn.Linear(cfg.dim, out_dim)
         self.out_dim = out_dim
 
-    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+    def features(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+        """Everything before the readout: ``(B, k)`` ids -> ``(B, dim)``, the final LN at CLS."""
         h = self.tok_emb(x)                                              # (B, k, dim)
         h = torch.cat([h, self.cls.expand(h.shape[0], -1, -1)], dim=1)   # CLS at the end
         h = h + self.pos_emb
         for block in self.blocks:
             h = block(h, record)
-        out = self.head(self.ln_f(h[:, -1]))                             # (B, out_dim)
+        return self.ln_f(h[:, -1])
+
+    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+        out = self.head(self.features(x, record))                        # (B, out_dim)
         return out.squeeze(-1) if self.out_dim == 1 else out
 
     def readout(self) -> nn.Module:
@@ -195,12 +199,21 @@ class MLP(nn.Module):
         self.rest = nn.Sequential(*layers)
         self.out_dim = out_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _first(self, x: torch.Tensor) -> torch.Tensor:
         z = self.first(x)
         if self.eq is not None:
             eq = (x.unsqueeze(2) == x.unsqueeze(1)).flatten(1).float()  # (B, k²)
             z = z + self.eq(eq)
-        out = self.rest(z)
+        return z
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the readout (``depth >= 2``): ``(B, k)`` ids -> ``(B, hidden)``."""
+        if not len(self.rest):
+            raise ValueError("a depth-1 MLP is its own readout; it has no features")
+        return self.rest[:-1](self._first(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.rest(self._first(x))
         return out.squeeze(-1) if self.out_dim == 1 else out
 
     def readout(self) -> nn.Module:
@@ -218,9 +231,13 @@ class RNN(nn.Module):
         self.head = nn.Linear(cfg.hidden, out_dim)
         self.out_dim = out_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the readout: ``(B, k)`` ids -> ``(B, hidden)``, the last state."""
         h, _ = self.rnn(self.tok_emb(x))
-        out = self.head(h[:, -1])
+        return h[:, -1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.features(x))
         return out.squeeze(-1) if self.out_dim == 1 else out
 
     def readout(self) -> nn.Module:
@@ -264,6 +281,45 @@ def build_model(cfg: ModelConfig, vocab_size: int, length: int, label_kind: str,
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
     return model
+
+
+class Readout(nn.Module):
+    """The trainable part of a last-layer-only model, applied to cached body features:
+    ``(B, width)`` features -> the model's output.  Shares its parameters with the model."""
+
+    def __init__(self, head: nn.Module, out_dim: int):
+        super().__init__()
+        self.head, self.out_dim = head, out_dim
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        out = self.head(f)
+        return out.squeeze(-1) if self.out_dim == 1 else out
+
+
+@torch.no_grad()
+def cached_readout(model: nn.Module, x: dict[str, torch.Tensor], chunk: int = 4096):
+    """``(Readout, {split: features})`` when only ``model``'s readout trains and the frozen body
+    does not use it, else ``None``.
+
+    The body is then a fixed function of the input, so training the readout on features
+    computed once gives the same optimisation as training the whole model with every other
+    weight frozen — without a forward pass through the body at every step.  The tied next-token
+    transformer (whose readout is its embedding) and a depth-1 MLP do not qualify.  Used by
+    :func:`symlib.training.fit` for the random-features runs of *The transformer kernel*.
+    """
+    head = getattr(model, "head", None) if not isinstance(model, MLP) else (
+        model.rest[-1] if len(model.rest) else None)
+    if head is None or not hasattr(model, "features"):
+        return None
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if not trainable or trainable != {id(p) for p in head.parameters()}:
+        return None
+    was_training = model.training
+    model.eval()
+    feats = {split: torch.cat([model.features(t[i:i + chunk]) for i in range(0, len(t), chunk)])
+             for split, t in x.items()}
+    model.train(was_training)
+    return Readout(head, model.out_dim), feats
 
 
 def _is_norm_or_identity(name: str) -> bool:

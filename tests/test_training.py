@@ -117,3 +117,38 @@ def test_cli_prints_one_json_line():
 def test_cli_bad_input_exits_2_with_a_message(args, message):
     p = cli("train", *args)
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("model", [
+    ModelConfig(dim=16, heads=2, dim_head=8, mlp_dim=16, train_last_layer_only=True, init_scale=2.0),
+    ModelConfig(kind="mlp_xxt", hidden=16, train_last_layer_only=True),
+    ModelConfig(kind="lstm", dim=8, hidden=16, train_last_layer_only=True)])
+def test_cached_features_give_the_same_run_as_the_frozen_body(model):
+    """Last-layer-only training on features computed once is the same optimisation as training
+    the whole model with its body frozen — mini-batches included (n > batch size)."""
+    train = TrainConfig(epochs=20, eval_every=5, batch_size=64)
+    (a, net_a), (b, net_b) = (fit("aba_abb", model, train, 200, seed=1, cache_features=c, return_model=True)
+                              for c in (True, False))
+    assert [r["train_loss"] for r in a.curve] == pytest.approx([r["train_loss"] for r in b.curve], rel=1e-5)
+    assert a.metrics["test_loss"] == pytest.approx(b.metrics["test_loss"], rel=1e-5)
+    assert a.curve[0]["train_loss"] > a.curve[-1]["train_loss"]  # the readout did train
+    for (name, p), q in zip(net_a.named_parameters(), net_b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name  # the returned model carries the trained readout
+
+
+def test_only_a_separate_frozen_body_is_cached():
+    from symlib.models import cached_readout
+    x = {"train": torch.randint(0, V_TEST, (5, 3))}
+    full = build_model(ModelConfig(dim=16, heads=2, dim_head=8), V_TEST, 3, "regression", seed=0)
+    assert cached_readout(full, x) is None                       # the body trains too
+    tied = build_model(ModelConfig(dim=16, heads=2, dim_head=8, train_last_layer_only=True),
+                       V_TEST, 3, "next_token", seed=0)
+    assert cached_readout(tied, x) is None                       # readout = embedding, used by the body
+    shallow = build_model(ModelConfig(kind="mlp", depth=1, train_last_layer_only=True), V_TEST, 3, "regression", seed=0)
+    assert cached_readout(shallow, x) is None                    # no body at all
+    head, feats = cached_readout(build_model(ModelConfig(dim=16, heads=2, dim_head=8, train_last_layer_only=True),
+                                             V_TEST, 3, "regression", seed=0), x)
+    assert feats["train"].shape == (5, 16) and head(feats["train"]).shape == (5,)
+
+
+V_TEST = 11
