@@ -121,9 +121,7 @@ RANDOM_DEFAULT = {"r": 4, "length": 5, "n_wildcards": 3, "n_regular": 0}  # [our
 RANDOM_AXES = {"r": [2, 4, 8, 15], "n_wildcards": [2, 3, 5, 7], "n_regular": [0, 1, 2], "length": [2, 5, 10, 20]}
 
 
-def fig4(profile: str) -> list[RunConfig]:
-    """Random template tasks: vary one of (templates r, wildcards |W|, regular |R|, length L)
-    around ``RANDOM_DEFAULT``; plain transformer, one seed, coarse n grid."""
+def _random_variants(profile: str) -> list[tuple[str, object, list[RunConfig]]]:
     out = []
     for axis, values in RANDOM_AXES.items():
         for v in values:
@@ -131,8 +129,14 @@ def fig4(profile: str) -> list[RunConfig]:
             if axis == "length" and v == 2:
                 params["r"] = 2  # only αα and αβ exist at length 2 without regular tokens
             task = get_task("random_templates", seed=0, **params)
-            out += _grid(profile, task, [MODELS["transformer"]], N_COARSE, [0], PAPER)
-    return list({c.key: c for c in out}.values())
+            out.append((axis, v, _grid(profile, task, [MODELS["transformer"]], N_COARSE, [0], PAPER)))
+    return out
+
+
+def fig4(profile: str) -> list[RunConfig]:
+    """Random template tasks: vary one of (templates r, wildcards |W|, regular |R|, length L)
+    around ``RANDOM_DEFAULT``; plain transformer, one seed, coarse n grid."""
+    return _unique(c for _, _, configs in _random_variants(profile) for c in configs)
 
 
 HP_AXES = {
@@ -144,9 +148,7 @@ HP_AXES = {
 }
 
 
-def fig5(profile: str) -> list[RunConfig]:
-    """Hyper-parameters of the plain transformer on ABA vs ABB, one axis at a time around our
-    defaults; one seed, coarse n grid."""
+def _hp_variants(profile: str) -> list[tuple[str, object, list[RunConfig]]]:
     out = []
     for axis, values in HP_AXES.items():
         for v in values:
@@ -155,8 +157,34 @@ def fig5(profile: str) -> list[RunConfig]:
                 train = replace(PAPER, **{axis: v})
             else:
                 model = replace(model, **{axis: v})
-            out += _grid(profile, "aba_abb", [model], N_COARSE, [0], train)
-    return list({c.key: c for c in out}.values())
+            out.append((axis, v, _grid(profile, "aba_abb", [model], N_COARSE, [0], train)))
+    return out
+
+
+def fig5(profile: str) -> list[RunConfig]:
+    """Hyper-parameters of the plain transformer on ABA vs ABB, one axis at a time around our
+    defaults; one seed, coarse n grid."""
+    return _unique(c for _, _, configs in _hp_variants(profile) for c in configs)
+
+
+def _unique(configs) -> list[RunConfig]:
+    return list({c.key: c for c in configs}.values())
+
+
+VARIANTS = {"fig4": _random_variants, "fig5": _hp_variants}
+
+
+def by_variant(name: str, frame, profile: str = "paper"):
+    """Rows of ``frame`` (runs of ``fig4`` or ``fig5``) labelled with the ``axis`` varied and its
+    ``value``; the default configuration belongs to every axis, so its runs appear once per axis."""
+    import pandas as pd
+    if name not in VARIANTS:
+        raise ValueError(f"{name!r} has no axes; allowed: {', '.join(VARIANTS)}")
+    parts = []
+    for axis, value, configs in VARIANTS[name](check_profile(profile)):
+        rows = frame[frame.key.isin({c.key for c in configs})]
+        parts.append(rows.assign(axis=axis, value=value))
+    return pd.concat(parts, ignore_index=True) if parts else frame.assign(axis=[], value=[])
 
 
 def fig6(profile: str) -> list[RunConfig]:
@@ -181,6 +209,15 @@ def last_layer(profile: str) -> list[RunConfig]:
     return _grid(profile, "aba_abb", models, N_PAPER + [2 ** 14], SEEDS_PAPER, PAPER)
 
 
+def last_layer_width(profile: str) -> list[RunConfig]:
+    """Figure 8's check on width: the readout of ``last_layer`` sees only ``dim`` = 64 random
+    features, too few to fit n >> 64 samples; the same runs with 256 and 1024 features (init
+    scales 1 and 4), one seed, a coarse n grid."""
+    models = [replace(TRANSFORMER, dim=d, train_last_layer_only=True, init_scale=s)
+              for d in (256, 1024) for s in (1.0, 4.0)]
+    return _grid(profile, "aba_abb", models, [64, 256, 1024, 4096, 2 ** 14], [0], PAPER)
+
+
 EXPERIMENTS = {
     "protocol": protocol,
     "protocol_large": protocol_large,
@@ -192,6 +229,7 @@ EXPERIMENTS = {
     "fig6": fig6,
     "fig7": fig7,
     "last_layer": last_layer,
+    "last_layer_width": last_layer_width,
 }
 
 
@@ -211,6 +249,17 @@ def stored(name: str, profile: str = "paper", seeds=None, store=None):
     store = store or RunStore()
     configs = experiment(name, profile, seeds)
     return results_frame(store.load(configs)), len({c.key for c in configs})
+
+
+def seed_status(name: str, profile: str = "paper", store=None) -> dict[int, tuple[int, int]]:
+    """``{seed: (runs stored, runs in the grid)}`` of experiment ``name`` — which seeds a figure
+    can report in full while its sweep is still running."""
+    from .store import RunStore
+    store = store or RunStore()
+    by_seed: dict[int, set[str]] = {}
+    for c in experiment(name, profile):
+        by_seed.setdefault(c.seed, set()).add(c.key)
+    return {seed: (sum(k in store for k in keys), len(keys)) for seed, keys in sorted(by_seed.items())}
 
 
 def results(name: str, profile: str = "paper", seeds=None, store=None, workers=None):

@@ -2,8 +2,10 @@
 
 * :func:`loss_vs_n`  — test loss on unseen symbols against n: mean over seeds, a min–max band,
   log-log axes, the trivial level (predicting 0 on ±1 labels gives loss 1) marked.
+* :func:`loss_vs_n_panels` — the same, one panel per task / axis value (small multiples).
 * :func:`n_star`     — per curve, the smallest n whose mean test loss is below a threshold.
-* :func:`curve_table` — mean (and seed count) per curve and n, for claim cells.
+* :func:`curve_table` — mean per curve and n, for claim cells.
+* :func:`mean_log_loss` — one difficulty number per curve when n* is undefined.
 
 Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run).  Chapter:
 *Regression experiments*.
@@ -46,6 +48,41 @@ def loss_vs_n(frame: pd.DataFrame, y: str = "test_loss", hue: str = "model", ax=
         ax.set_title(title)
     ax.legend(fontsize=8)
     return ax
+
+
+def loss_vs_n_panels(frame: pd.DataFrame, panel: str, hue: str = "model", panel_order=None,
+                     hue_order=None, ncols: int = 3, title: str | None = None, **kwargs):
+    """:func:`loss_vs_n` once per value of ``panel``, on shared axes; returns the figure."""
+    if frame.empty:
+        raise ValueError("no runs to plot: the frame is empty (run the experiment's sweep first)")
+    panels = list(panel_order) if panel_order is not None else sorted(frame[panel].unique())
+    rows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(4.2 * ncols, 3.4 * rows), sharex=True, sharey=True,
+                             squeeze=False)
+    hue_order = hue_order if hue_order is not None else sorted(frame[hue].unique())
+    for ax, value in zip(axes.flat, panels):
+        part = frame[frame[panel] == value]
+        if part.empty:
+            ax.set_title(f"{value} (no runs yet)", fontsize=9)
+            continue
+        loss_vs_n(part, hue=hue, ax=ax, hue_order=[h for h in hue_order if h in set(part[hue])], **kwargs)
+        ax.set_title(str(value), fontsize=9)
+        ax.set_xlabel("n")
+        ax.set_ylabel("test loss")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def mean_log_loss(frame: pd.DataFrame, y: str = "test_loss", by: str = "model") -> pd.Series:
+    """Mean over the n grid of log10(seed-mean ``y``): lower is easier.  Defined even for curves
+    that never cross the n* threshold, so it can rank task variants (figures 4 and 5)."""
+    table = curve_table(frame, y, by)
+    return np.log10(table).mean(axis=1).rename(f"mean log10 {y}")
 
 
 def curve_table(frame: pd.DataFrame, y: str = "test_loss", by: str = "model") -> pd.DataFrame:

@@ -145,7 +145,24 @@ def flatten_config(config: dict) -> dict:
     out["n"] = config["data"]["n"]
     out["seed"] = config["seed"]
     out["model"] = model_label(config["model"])
+    out["task_label"] = task_label(config["task"])
     return out
+
+
+TASK_NAMES = {"same_different": "same/different", "aba_abb": "ABA vs ABB", "aabb_abab": "AABB vs ABAB"}
+
+
+def task_label(spec: dict) -> str:
+    """A short name for plots: ``ABA vs ABB``, ``majority-6``, ``r=4, L=5, |W|=3, |R|=0`` …"""
+    name = spec["name"]
+    if name in TASK_NAMES:
+        return TASK_NAMES[name]
+    if name == "majority":
+        return f"majority-{spec['k']}"
+    if name == "random_templates":
+        return f"r={spec['r']}, L={spec['length']}, |W|={spec['n_wildcards']}, |R|={spec['n_regular']}"
+    params = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+    return f"{name}({params})" if params else name
 
 
 def model_label(model: dict) -> str:
