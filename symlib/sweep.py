@@ -49,6 +49,18 @@ def missing(configs: Iterable[RunConfig], store: RunStore) -> list[RunConfig]:
     return sorted(todo.values(), key=lambda c: (c.seed, -c.data.n * c.train.epochs))
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, have the kernel SIGKILL this worker when the sweep process
+    dies (however it dies), so a killed sweep leaves no orphan burning a core on a run whose
+    record nobody would write.  SIGKILL, not SIGTERM: Lightning catches SIGTERM inside ``fit``,
+    and a worker has nothing to save — records are written by the sweep process."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _run_one(config: dict) -> dict:
     """Worker entry point (top-level so that process pools and Dask can ship it)."""
     return fit(RunConfig.from_dict(config), threads=1).to_dict()
@@ -78,7 +90,8 @@ def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, worke
                 bar.update(1)
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers or os.cpu_count(), len(todo)), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=min(workers or os.cpu_count(), len(todo)), mp_context=ctx,
+                                     initializer=_die_with_parent) as pool:
                 futures = [pool.submit(_run_one, c.to_dict()) for c in todo]
                 for f in as_completed(futures):
                     store.put(RunResult.from_dict(f.result()))

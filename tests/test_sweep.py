@@ -1,5 +1,11 @@
 """Sweeps: skip what exists, resume after interruption, same records locally and on Dask."""
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 import symlib.sweep as sweep_mod
@@ -77,3 +83,55 @@ def test_unknown_experiment_and_profile():
         experiment("nope")
     with pytest.raises(ValueError, match="unknown profile 'full'; allowed: paper, smoke"):
         experiment("protocol", "full")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_worker_dies_with_a_killed_sweep(tmp_path):
+    """A process that ran the pool's initializer is killed by the kernel when its parent is
+    SIGKILLed — a killed sweep leaves no orphan worker training on."""
+    (tmp_path / "helper.py").write_text(
+        "import os, time\n"
+        "from symlib.sweep import _die_with_parent\n"
+        "def child(ready):\n"
+        "    _die_with_parent()\n"
+        "    open(ready, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n")
+    ready = tmp_path / "ready"
+    script = (f"import sys, time, multiprocessing\nsys.path.insert(0, {str(tmp_path)!r})\nimport helper\n"
+              "if __name__ == '__main__':\n"
+              f"    multiprocessing.get_context('spawn').Process(target=helper.child, args=({str(ready)!r},)).start()\n"
+              "    time.sleep(120)\n")
+    (tmp_path / "parent.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")])
+    try:
+        for _ in range(1200):
+            if ready.exists() and ready.read_text():
+                break
+            time.sleep(0.1)
+        child = int(ready.read_text())
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(100):
+        stat = Path(f"/proc/{child}/stat")
+        if not stat.exists() or stat.read_text().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the child outlived its SIGKILLed parent")
+
+
+def test_pool_workers_run_the_parent_death_initializer(tmp_path, monkeypatch):
+    seen = {}
+
+    class Pool(sweep_mod.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "ProcessPoolExecutor", Pool)
+    configs = grid("same_different", [ModelConfig(dim=8, heads=1, dim_head=8, mlp_dim=8)], [4, 8], [0],
+                   TrainConfig(epochs=2))
+    run_sweep(configs, RunStore(tmp_path), workers=2, progress=False)
+    assert seen["initializer"] is sweep_mod._die_with_parent
