@@ -317,6 +317,38 @@ def compute_table(root: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+README_MARKERS = ("<!-- compute-table: written by `python -m symlib book --readme-table` -->",
+                  "<!-- /compute-table -->")
+
+
+def compute_markdown(root: Path | None = None) -> str:
+    """:func:`compute_table` as Markdown, with a total row (experiments share runs — figure 7's
+    plain and + KQ curves are figure 2's — so the total counts each distinct run once)."""
+    from .experiments import EXPERIMENTS, experiment
+    table = compute_table(root)
+    configs = {c.key: c for name in EXPERIMENTS for c in experiment(name, "paper")}
+    done = RunStore(root).load(configs.values())
+    cpu = sum(r.wall_time_s * (r.provenance.get("threads") or 1) for r in done)
+    total = {"experiment": "**distinct runs**", "runs": len(configs), "stored": len(done),
+             "CPU hours": round(cpu / 3600, 2)}
+    return pd.concat([table, pd.DataFrame([total])]).to_markdown(index=False)
+
+
+def readme_table(readme: Path = REPO / "README.md", root: Path | None = None, write: bool = False) -> bool:
+    """Compare (or, with ``write``, replace) the block between :data:`README_MARKERS` in the
+    README with the compute table of the store.  Returns whether it was already up to date."""
+    text = Path(readme).read_text(encoding="utf-8")
+    start, end = README_MARKERS
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{readme} must hold the markers {start!r} and {end!r} once each, in that order")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    new = f"{head}{start}\n{compute_markdown(root)}\n{end}{tail}"
+    if write and new != text:
+        atomic_write_text(Path(readme), new)
+    return new == text
+
+
 # ----------------------------------------------------------------------------- command line
 
 
@@ -329,5 +361,16 @@ def register(sub) -> None:
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="set a parameter of the chapters' parameters cell (a Python literal)")
     p.add_argument("--no-build", action="store_true", help="execute only, do not build the site")
-    p.set_defaults(run=lambda args: run(args.chapter, args.profile, [tuple(x) for x in args.parameter],
-                                        build=not args.no_build))
+    p.add_argument("--readme-table", action="store_true",
+                   help="only rewrite README.md's table of runs and CPU hours per experiment from the store")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> None:
+    if args.readme_table:
+        if args.chapter or args.parameter:
+            raise ValueError("--readme-table takes no chapters or parameters")
+        up_to_date = readme_table(write=True)
+        print("README.md compute table " + ("already up to date" if up_to_date else "rewritten"), file=sys.stderr)
+        return
+    run(args.chapter, args.profile, [tuple(x) for x in args.parameter], build=not args.no_build)

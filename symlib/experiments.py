@@ -209,6 +209,18 @@ def last_layer(profile: str) -> list[RunConfig]:
     return _grid(profile, "aba_abb", models, N_PAPER + [2 ** 14], SEEDS_PAPER, PAPER)
 
 
+KQ_FAST = 10.0  # identity_scale of kq_scale: the calibration saw ×10 move the KQ curve ~4× left
+
+
+def kq_scale(profile: str) -> list[RunConfig]:
+    """Figures 1–2's check on the KQ identity's speed: how fast ``a_h`` can grow is set by the
+    multiplier of ``a_h · X Xᵀ`` (``identity_scale``), which the paper does not give.  The KQ
+    transformer with the term ×10 on both tasks, n up to 2048 (where ×1 already gets there)."""
+    model = replace(MODELS["transformer + KQ"], identity_scale=KQ_FAST)
+    return [c for t in ("same_different", "aba_abb")
+            for c in _grid(profile, t, [model], N_PAPER[:10], SEEDS_PAPER, PAPER)]
+
+
 def last_layer_width(profile: str) -> list[RunConfig]:
     """Figure 8's check on width: the readout of ``last_layer`` sees only ``dim`` = 64 random
     features, too few to fit n >> 64 samples; the same runs with 256 and 1024 features (init
@@ -230,6 +242,7 @@ EXPERIMENTS = {
     "fig7": fig7,
     "last_layer": last_layer,
     "last_layer_width": last_layer_width,
+    "kq_scale": kq_scale,
 }
 
 

@@ -195,3 +195,32 @@ def test_book_builds_with_every_page_and_figure(tmp_path):
     html = book.build_site(book.REPO, output=tmp_path)
     assert html == tmp_path / "_build" / "html"
     check_site(html, book.REPO)
+
+
+# ----------------------------------------------------------------------------- README compute table
+
+
+def test_readme_compute_table_matches_the_store():
+    assert book.readme_table(), "README.md's compute table is stale: run `python -m symlib book --readme-table`"
+
+
+def test_readme_table_is_rewritten_from_the_store(tmp_path):
+    from symlib.experiments import experiment
+    from symlib.store import RunStore
+    from symlib.training import fit
+    store = RunStore(tmp_path / "data")
+    config = experiment("fig6", "smoke")[0]
+    store.put(fit(config))
+    start, end = book.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{start}\nold\n{end}\n\nafter\n")
+    assert not book.readme_table(readme, tmp_path / "data")            # stale: report, don't touch
+    assert "old" in readme.read_text()
+    assert not book.readme_table(readme, tmp_path / "data", write=True)
+    text = readme.read_text()
+    assert text.startswith("# title\n\n") and text.endswith(f"{end}\n\nafter\n") and "old" not in text
+    assert "| **distinct runs** |" in text
+    assert book.readme_table(readme, tmp_path / "data")                  # now up to date
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="must hold the markers"):
+        book.readme_table(readme, tmp_path / "data")
