@@ -1,6 +1,8 @@
 """Benchmark: symlib's Lightning path against a bare PyTorch loop (not a test).
 
     python -m symlib.bench [--n 2048] [--epochs 16] [--repeats 3] [--threads 1]
+    python -m symlib.bench --parallel      # sweep workers: processes vs threads
+    python -m symlib.bench --last-layer    # readout-only runs: cached features vs none
 
 Both sides train the same transformer on the same task from the same seed, end to end (data,
 model, training, one final evaluation of validation and test), interleaved in alternating order
@@ -92,6 +94,25 @@ def parallel(runs: int = 8, n: int = 512, epochs: int = 100) -> dict:
             "speedup": threads / processes}
 
 
+def last_layer(n: int = 4096, epochs: int = 50, repeats: int = 3, threads: int = 1) -> dict:
+    """Readout-only training (figure 8) with the frozen body's features cached once
+    (``cache_features=True``, the default) against a forward pass through the body at every step;
+    the sweep transformer at init scale 1, interleaved, best of ``repeats``."""
+    from dataclasses import replace
+
+    from .experiments import TRANSFORMER
+    model = replace(TRANSFORMER, train_last_layer_only=True)
+    train = TrainConfig(epochs=epochs, eval_every=epochs)
+    times = {True: [], False: []}
+    for r in range(repeats):
+        for cache in ((True, False) if r % 2 else (False, True)):
+            t = time.perf_counter()
+            fit("aba_abb", model, train, n, seed=r, threads=threads, cache_features=cache)
+            times[cache].append(time.perf_counter() - t)
+    return {"cached_s": min(times[True]), "uncached_s": min(times[False]),
+            "speedup": min(times[False]) / min(times[True])}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m symlib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2048, help="training samples (default 2048)")
@@ -100,7 +121,14 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--parallel", action="store_true",
                    help="instead: compare 2 single-threaded sweep workers with 1 process of 2 threads")
+    p.add_argument("--last-layer", action="store_true",
+                   help="instead: readout-only training with cached features vs a forward pass per step")
     args = p.parse_args(argv)
+    if args.last_layer:
+        r = last_layer(n=args.n, epochs=args.epochs * 4, repeats=args.repeats, threads=args.threads)
+        print(f"readout-only training (ABA vs ABB, n={args.n}, {args.epochs * 4} epochs): cached features "
+              f"{r['cached_s']:.2f} s, body forward every step {r['uncached_s']:.2f} s, speed-up {r['speedup']:.1f}x")
+        return
     if args.parallel:
         for n, epochs in ((32, 400), (1024, 40)):  # small-n runs (overhead-bound), large-n runs
             r = parallel(runs=8, n=n, epochs=epochs)

@@ -322,6 +322,31 @@ def cached_readout(model: nn.Module, x: dict[str, torch.Tensor], chunk: int = 40
     return Readout(head, model.out_dim), feats
 
 
+@torch.no_grad()
+def feature_spread(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """How much a model's readout features ``F = model.features(x)`` depend on the input.
+
+    ``spread``     ‖F − F̄‖² / ‖F‖²: the share of the features' second moment that varies
+                   across inputs (0: every input gives the same features);
+    ``label_gap``  ‖F̄₊ − F̄₋‖ / mean‖F‖: how far apart the mean features of the +1 and −1
+                   strings lie, relative to the features' size.
+
+    Both are what a readout trained on frozen features has to work with.  Chapter: *The
+    transformer kernel* (finite-width echo).
+    """
+    if not hasattr(model, "features"):
+        raise ValueError(f"{type(model).__name__} has no features() (only a separate readout can be probed)")
+    was_training = model.training
+    model.eval()
+    f = model.features(x).double()                                    # (B, width)
+    model.train(was_training)
+    if not ((y > 0).any() and (y < 0).any()):
+        raise ValueError("label_gap needs both +1 and -1 labels in y")
+    spread = (f - f.mean(0)).pow(2).sum() / f.pow(2).sum()
+    gap = (f[y > 0].mean(0) - f[y < 0].mean(0)).norm() / f.norm(dim=1).mean()
+    return {"spread": float(spread), "label_gap": float(gap)}
+
+
 def _is_norm_or_identity(name: str) -> bool:
     return ".ln" in name or name.startswith("ln") or name.endswith(("a_h", "b_h"))
 

@@ -172,6 +172,8 @@ def model_label(model: dict) -> str:
     extras = [name for flag, name in (("kq_identity", "KQ"), ("vo_identity", "VO")) if model.get(flag)]
     if extras:
         base += " + " + " & ".join(extras)
+    if extras and model.get("identity_scale", 1.0) != 1.0:
+        base += f" (identity ×{model['identity_scale']:g})"
     if model.get("mimetic"):
         base += " (mimetic)"
     return base

@@ -124,3 +124,23 @@ def test_mlp_xxt_sees_equality_pattern():
 def test_bad_model_configs(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)
+
+
+def test_feature_spread_grows_with_the_init_scale():
+    """At the default scale a random transformer's CLS features hardly depend on the input; a
+    larger initialisation scale makes them depend more (the kernel chapter's finite-width echo)."""
+    from symlib import get_task, make_data
+    from symlib.models import feature_spread
+    d = make_data(get_task("aba_abb"), 64, seed=0)
+    out = [feature_spread(build_model(ModelConfig(dim=32, heads=2, dim_head=16, mlp_dim=32, init_scale=s),
+                                      d.vocab_size, 3, "regression", seed=0), d.x["test"], d.y["test"])
+           for s in (1.0, 2.0, 4.0)]
+    spreads = [o["spread"] for o in out]
+    assert 0 < spreads[0] < spreads[1] < spreads[2] < 1
+    assert out[0]["label_gap"] < out[2]["label_gap"]
+    const = build_model(ModelConfig(dim=32, heads=2, dim_head=16, mlp_dim=32), d.vocab_size, 3, "regression", seed=0)
+    with torch.no_grad():
+        const.tok_emb.weight.zero_()  # every string looks the same
+    assert feature_spread(const, d.x["test"], d.y["test"])["spread"] < 1e-10
+    with pytest.raises(ValueError, match="both \\+1 and -1"):
+        feature_spread(const, d.x["test"][:2], torch.ones(2))
