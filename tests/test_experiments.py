@@ -1,0 +1,58 @@
+"""The experiment grids: the large-n protocol, the seeds a figure can report, the axes of figures 4–5."""
+
+import pandas as pd
+import pytest
+
+from symlib import ModelConfig, TrainConfig
+from symlib.experiments import (EXPERIMENTS, FULL, FULL_FROM, HP_AXES, PAPER, RANDOM_AXES, by_variant,
+                                experiment, seed_status)
+from symlib.store import RunStore, model_label, task_label
+from symlib.training import fit
+
+
+def test_early_stopping_only_below_full_from():
+    """protocol_large found a late transition the rule would cut: n >= 4096 trains all epochs."""
+    for name in EXPERIMENTS:
+        for c in experiment(name):
+            if name in ("protocol", "protocol_large"):
+                assert c.train == FULL, name
+            elif c.data.n >= FULL_FROM:
+                assert c.train.stop_train_loss is None and c.train.epochs == 1000, (name, c.data.n)
+            elif name != "fig5":  # fig5 varies lr and batch size around PAPER
+                assert c.train == PAPER, (name, c.data.n)
+    # fig2's plain and + VO runs at large n are exactly protocol_large's: computed once, shared
+    large = {c.key for c in experiment("protocol_large")}
+    assert large <= {c.key for c in experiment("fig2")}
+
+
+def test_seed_status_counts_each_seeds_stored_runs(tmp_path):
+    store = RunStore(tmp_path)
+    status = seed_status("fig6", "smoke", store)
+    assert status == {0: (0, len(experiment("fig6", "smoke")))}
+    store.put(fit(experiment("fig6", "smoke")[0]))
+    assert seed_status("fig6", "smoke", store)[0][0] == 1
+
+
+def test_axes_label_every_run_once_per_axis():
+    for name, axes in (("fig4", RANDOM_AXES), ("fig5", HP_AXES)):
+        configs = experiment(name)
+        frame = pd.DataFrame({"key": [c.key for c in configs]})
+        v = by_variant(name, frame)
+        assert set(v.axis) == set(axes)
+        for axis, values in axes.items():
+            assert sorted(set(v[v.axis == axis].value)) == sorted(values)
+        # the default configuration sits on every axis; every other run on exactly one
+        counts = v.key.value_counts()
+        assert set(counts) <= {1, len(axes)} and (counts == len(axes)).any()
+    with pytest.raises(ValueError, match="has no axes"):
+        by_variant("fig2", pd.DataFrame({"key": []}))
+
+
+def test_labels():
+    assert model_label(ModelConfig(kq_identity=True, identity_scale=10).to_dict()) == "transformer + KQ (identity ×10)"
+    assert model_label(ModelConfig(identity_scale=10).to_dict()) == "transformer"  # no identity term to scale
+    assert task_label({"name": "majority", "k": 6}) == "majority-6"
+    assert task_label({"name": "aba_abb"}) == "ABA vs ABB"
+    assert task_label({"name": "random_templates", "r": 4, "length": 5, "n_wildcards": 3, "n_regular": 1,
+                       "seed": 0}) == "r=4, L=5, |W|=3, |R|=1"
+    assert task_label({"name": "copy", "length": 3}) == "copy(length=3)"
