@@ -311,10 +311,13 @@ def compute_table(root: Path | None = None) -> pd.DataFrame:
     for name in EXPERIMENTS:
         configs = {c.key: c for c in experiment(name, "paper")}
         done = store.load(configs.values())
-        cpu = sum(r.wall_time_s * (r.provenance.get("threads") or 1) for r in done)
-        rows.append({"experiment": name, "runs": len(configs), "stored": len(done),
-                     "CPU hours": round(cpu / 3600, 2)})
+        rows.append({"experiment": name, "runs": len(configs), "stored": len(done), "CPU hours": _cpu_hours(done)})
     return pd.DataFrame(rows)
+
+
+def _cpu_hours(records) -> float:
+    """Wall time × threads of ``records``, in hours (2 decimals)."""
+    return round(sum(r.wall_time_s * (r.provenance.get("threads") or 1) for r in records) / 3600, 2)
 
 
 README_MARKERS = ("<!-- compute-table: written by `python -m symlib book --readme-table` -->",
@@ -328,9 +331,8 @@ def compute_markdown(root: Path | None = None) -> str:
     table = compute_table(root)
     configs = {c.key: c for name in EXPERIMENTS for c in experiment(name, "paper")}
     done = RunStore(root).load(configs.values())
-    cpu = sum(r.wall_time_s * (r.provenance.get("threads") or 1) for r in done)
     total = {"experiment": "**distinct runs**", "runs": len(configs), "stored": len(done),
-             "CPU hours": round(cpu / 3600, 2)}
+             "CPU hours": _cpu_hours(done)}
     return pd.concat([table, pd.DataFrame([total])]).to_markdown(index=False)
 
 

@@ -307,10 +307,9 @@ def cached_readout(model: nn.Module, x: dict[str, torch.Tensor], chunk: int = 40
     transformer (whose readout is its embedding) and a depth-1 MLP do not qualify.  Used by
     :func:`symlib.training.fit` for the random-features runs of *The transformer kernel*.
     """
-    head = getattr(model, "head", None) if not isinstance(model, MLP) else (
-        model.rest[-1] if len(model.rest) else None)
-    if head is None or not hasattr(model, "features"):
+    if not hasattr(model, "features") or (isinstance(model, MLP) and not len(model.rest)):
         return None
+    head = model.readout()
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if not trainable or trainable != {id(p) for p in head.parameters()}:
         return None
