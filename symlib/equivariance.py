@@ -14,14 +14,13 @@ here exactly on trained models:
 :func:`two_sample_experiment` tests that last consequence over many initialisation seeds (a paired
 KS permutation test, :func:`paired_ks_test`); :func:`across_n` measures the test loss
 ``1 + E[F²] − 2 E[yF]`` across ``n``.  Results that take minutes are computed once into
-``data/mlp_failure/*.json`` by :func:`cached_json` (atomic, with config and code version).  Chapter:
+``data/mlp_failure/*.json`` by :func:`symlib.store.cached_result` (atomic, with config and provenance).  Chapter:
 *MLPs cannot reason with unseen symbols*.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +30,9 @@ from scipy import stats
 
 from .data import DataConfig, TaskData, make_data
 from .models import MLP, ModelConfig, build_model
-from .store import RunStore, atomic_write_text, default_root
+from .store import RunStore, atomic_write_text, cached_result, default_root
 from .tasks import from_spec
-from .training import RunConfig, TrainConfig, fit, git_commit, loss_fn, provenance, run_config
+from .training import RunConfig, TrainConfig, fit, git_commit, loss_fn, run_config
 
 # ----------------------------------------------------------------------------- rows of the first layer
 
@@ -193,7 +192,7 @@ def two_sample_experiment(model: ModelConfig, seeds: list[int], n: int = 64, ste
     tiny runs), then read on one fresh ``αα`` and one fresh ``γδ`` of unseen tokens.  Seed ``s``
     draws the initialisation, the training set and the test strings."""
     task = from_spec({"name": "same_different"})
-    rows, start = [], time.perf_counter()
+    rows = []
     for s in seeds:
         task_data = make_data(task, DataConfig(n=n, **(data or {})), seed=s)
         net = build_model(model, task_data.vocab_size, task.length, task.kind, seed=s)
@@ -205,7 +204,7 @@ def two_sample_experiment(model: ModelConfig, seeds: list[int], n: int = 64, ste
             train_loss = float(loss_fn(task.kind, net(task_data.x["train"]), task_data.y["train"]))
         rows.append({"seed": s, "same": float(out[0]), "diff": float(out[1]), "train_loss": train_loss,
                      **loss_decomposition(net, task_data)})
-    return {"rows": rows, "provenance": provenance(torch.get_num_threads(), "cpu")}
+    return {"rows": rows}
 
 
 # ----------------------------------------------------------------------------- test loss across n
@@ -251,31 +250,15 @@ def data_dir(root: Path | None = None) -> Path:
     return Path(root or default_root()) / "mlp_failure"
 
 
-def cached_json(path: Path, config: dict, compute) -> dict:
-    """The JSON result at ``path`` if it was computed for ``config``; otherwise ``compute()``, written
-    atomically with ``config`` and provenance.  Chapters read their precomputed results this way."""
-    path = Path(path)
-    if path.exists():
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"corrupt result file {path} ({e}); delete it to recompute") from None
-        if found.get("config") == config:
-            return found
-    start = time.perf_counter()
-    result = {"config": config, **compute(), "wall_time_s": None, "git_commit": git_commit()}
-    result["wall_time_s"] = round(time.perf_counter() - start, 1)
-    atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    return result
-
-
 def two_sample(model: ModelConfig, seeds: list[int], n: int, steps: int, lr: float = 1e-3,
-               data: dict | None = None, root: Path | None = None, name: str = "two_sample") -> dict:
-    """:func:`two_sample_experiment`, computed once into ``<data>/mlp_failure/<name>.json``."""
+               data: dict | None = None, root: Path | None = None, name: str = "two_sample",
+               recompute: bool = False, store: bool = True) -> dict:
+    """:func:`two_sample_experiment`, computed once into ``<data>/mlp_failure/<name>.json`` by
+    :func:`symlib.store.cached_result` (a config mismatch is an error unless ``recompute``)."""
     config = {"model": model.to_dict(), "seeds": list(seeds), "n": n, "steps": steps, "lr": lr,
               "data": data or {}}
-    return cached_json(data_dir(root) / f"{name}.json", config,
-                       lambda: two_sample_experiment(model, list(seeds), n, steps, lr, data))
+    return cached_result(data_dir(root) / f"{name}.json", config,
+                         lambda: two_sample_experiment(model, list(seeds), n, steps, lr, data), recompute, store)
 
 
 def across_n_configs(models: list[ModelConfig], n: list[int], seeds: list[int],

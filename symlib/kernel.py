@@ -32,8 +32,6 @@ The KQ identity (``a`` > 0) [ours]: the readout is the mean over query rows i of
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Callable, Hashable, Sequence
 
@@ -42,7 +40,7 @@ from scipy.special import roots_hermitenorm, softmax
 from scipy.stats import norm, qmc
 
 from .data import DataConfig, make_data
-from .store import atomic_write_text, default_root
+from .store import cached_result, default_root
 from .templates import TemplateTask, substitute, wildcards
 
 CHUNK = 4096  # Monte Carlo samples per vectorised step
@@ -518,29 +516,6 @@ def data_dir(root: str | Path | None = None) -> Path:
 
 def cached(name: str, config: dict, compute: Callable[[], object], recompute: bool = False,
            store: bool = True, root: str | Path | None = None) -> object:
-    """The stored result ``data/kernel/<name>.json`` if its config matches, else ``compute()``,
-    written atomically with provenance (config, code version, wall time).
-
-    A stored file whose config differs from ``config`` is an error (not silently reused): pass
-    ``recompute=True`` to overwrite it.  ``store=False`` (the chapter's smoke profile) computes
-    and returns without touching the store.
-    """
-    from .training import provenance
-    if not store:
-        return json.loads(json.dumps(compute()))
-    path = data_dir(root) / f"{name}.json"
-    if path.exists() and not recompute:
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"corrupt kernel result {path} ({e}); recompute it with recompute=True") from None
-        if stored.get("config") != json.loads(json.dumps(config)):
-            raise ValueError(f"{path} was computed with config {stored.get('config')}, not {config}; "
-                             "recompute it with recompute=True")
-        return stored["result"]
-    start = time.perf_counter()
-    result = compute()
-    record = {"config": config, "result": result, "wall_time_s": round(time.perf_counter() - start, 2),
-              "provenance": provenance(threads=1, device="cpu")}
-    atomic_write_text(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    return json.loads(json.dumps(result))
+    """``data/kernel/<name>.json`` through :func:`symlib.store.cached_result` (computed once, with
+    config and provenance; a config mismatch is an error unless ``recompute``)."""
+    return cached_result(data_dir(root) / f"{name}.json", config, compute, recompute, store)

@@ -26,8 +26,7 @@ import torch.nn.functional as F
 
 from .data import DataConfig, TaskData, make_data
 from .models import ModelConfig, NextTokenTransformer, build_model
-from .equivariance import cached_json
-from .store import RunStore, default_root
+from .store import RunStore, cached_result, default_root
 from .tasks import from_spec, get_task
 from .training import RunConfig, TrainConfig, fit, run_config
 
@@ -195,15 +194,19 @@ def _check_next_token(model: nn.Module) -> None:
 
 
 def span_grid(model: ModelConfig, train: TrainConfig, dims: list[int], ns: list[int], seeds: list[int],
-              data: dict | None = None, root=None, store: RunStore | None = None) -> dict:
+              data: dict | None = None, root=None, runs: RunStore | None = None, recompute: bool = False,
+              store: bool = True) -> dict:
     """:func:`span_probe` over the copy task for every d × n × seed, computed once into
-    ``<data>/next_token_theory/span.json`` (each run's record also goes to the run store)."""
+    ``<data>/next_token_theory/span.json`` by :func:`symlib.store.cached_result` (a config mismatch
+    is an error unless ``recompute``; ``store=False`` writes no file).  Each run's record also goes
+    to the run store ``runs``."""
     config = {"model": model.to_dict(), "train": train.to_dict(), "dims": list(dims), "ns": list(ns),
               "seeds": list(seeds), "data": data or {}}
-    store = store or RunStore(root)
+    runs = runs or RunStore(root)
 
     def compute():
         rows = [span_probe(run_config("copy", replace(model, dim=d), train, DataConfig(n=n, **(data or {})), seed=s),
-                           store) for d in dims for n in ns for s in seeds]
+                           runs) for d in dims for n in ns for s in seeds]
         return {"rows": rows}
-    return cached_json(Path(root or default_root()) / "next_token_theory" / "span.json", config, compute)
+    return cached_result(Path(root or default_root()) / "next_token_theory" / "span.json", config, compute,
+                         recompute, store)

@@ -8,6 +8,8 @@ is computed once and reused by every chapter and sweep that asks for the same co
   so a run killed half-way leaves no record and no corrupt file.
 * A corrupt or truncated record is an error naming its path and what to do — never a silent skip.
 * :meth:`RunStore.frame` and :meth:`RunStore.curves` return tidy pandas DataFrames for seaborn.
+* :func:`cached_result` keeps a result that is not a training run (a kernel table, a probe grid) in
+  one JSON file with its config and provenance, computed once.
 
 The default root is the repository's ``data/``; the environment variable ``SYMLIB_DATA`` points
 it elsewhere (tests and smoke runs use a temporary folder).  Used by every experiment chapter.
@@ -18,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
+import torch
 
-from .training import RunConfig, RunResult, fit
+from .training import RunConfig, RunResult, fit, provenance
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -50,6 +54,42 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+
+def cached_result(path: str | Path, config: dict, compute: Callable[[], object], recompute: bool = False,
+                  store: bool = True) -> object:
+    """A result computed once into the JSON file ``path``: ``{"config", "result", "wall_time_s",
+    "provenance"}``.  Chapters keep results that are not training runs (kernel tables, two-sample
+    tests, probe grids) this way.
+
+    The stored ``result`` is returned if its ``config`` equals ``config``.  A stored file with another
+    config is an error, not silently overwritten: pass ``recompute=True`` to replace it.  Otherwise
+    ``compute()`` runs and its result is written atomically with the config, wall time and provenance
+    (code and library versions).  ``store=False`` (a chapter's smoke profile) computes and returns
+    without touching ``path``.  The result goes through JSON either way, so a fresh and a stored
+    result look the same (lists, not tuples or arrays).
+    """
+    path = Path(path)
+    config = json.loads(json.dumps(config))
+    if store and path.exists() and not recompute:
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"corrupt result file {path} ({e}); recompute it with recompute=True") from None
+        if not isinstance(stored, dict) or "result" not in stored:
+            raise ValueError(f"{path} is not a result file (no 'result' field); recompute it with recompute=True")
+        if stored.get("config") != config:
+            raise ValueError(f"{path} was computed with config {stored.get('config')}, not {config}; "
+                             "recompute it with recompute=True")
+        return stored["result"]
+    start = time.perf_counter()
+    result = json.loads(json.dumps(compute()))
+    if store:
+        record = {"config": config, "result": result, "wall_time_s": round(time.perf_counter() - start, 2),
+                  "provenance": provenance(torch.get_num_threads(), "cpu")}
+        atomic_write_text(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    return result
 
 
 class RunStore:

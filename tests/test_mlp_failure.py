@@ -73,19 +73,6 @@ def test_two_sample_experiment_rows_and_loss_decomposition():
         assert row["test_mse"] == pytest.approx(1 + row["mean_f2"] - 2 * row["mean_yf"], abs=1e-5)
 
 
-def test_cached_json_computes_once_per_config(tmp_path):
-    calls = []
-    compute = lambda: calls.append(1) or {"value": len(calls)}
-    first = E.cached_json(tmp_path / "x.json", {"a": 1}, compute)
-    again = E.cached_json(tmp_path / "x.json", {"a": 1}, compute)
-    other = E.cached_json(tmp_path / "x.json", {"a": 2}, compute)
-    assert first["value"] == again["value"] == 1 and other["value"] == 2
-    assert "git_commit" in first and first["wall_time_s"] is not None
-    (tmp_path / "x.json").write_text("{broken")
-    with pytest.raises(ValueError, match="corrupt result file"):
-        E.cached_json(tmp_path / "x.json", {"a": 1}, compute)
-
-
 def test_rows_need_an_mlp(data):
     net = S.build_model(S.ModelConfig(kind="lstm", dim=8, hidden=8), data.vocab_size, 2, "regression", seed=0)
     with pytest.raises(ValueError, match="expected a symlib MLP"):

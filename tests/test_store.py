@@ -9,7 +9,7 @@ import pytest
 import symlib.store as store_mod
 from symlib import DataConfig, ModelConfig, RunConfig, TrainConfig, fit
 from symlib import status
-from symlib.store import REPO_DATA, CorruptRecord, RunStore
+from symlib.store import REPO_DATA, CorruptRecord, RunStore, cached_result
 from symlib.training import run_config
 
 TINY = run_config("same_different", ModelConfig(kind="mlp", hidden=8), TrainConfig(epochs=4, eval_every=2),
@@ -60,6 +60,35 @@ def test_a_write_killed_half_way_leaves_nothing(tmp_path, monkeypatch, tiny_resu
         store.put(tiny_result)
     assert store.path(TINY.key).read_text() == before  # an overwrite killed half-way keeps the old record
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [f"{TINY.key}.json"]
+
+
+def test_cached_result_computes_once_and_guards_its_config(tmp_path):
+    calls, path = [], tmp_path / "sub" / "x.json"
+
+    def compute():
+        calls.append(1)
+        return {"pair": (1, 2), "n": len(calls)}
+
+    first = cached_result(path, {"a": (1,)}, compute)
+    assert first == {"pair": [1, 2], "n": 1}  # through JSON: the same whether fresh or stored
+    assert cached_result(path, {"a": [1]}, compute) == first and len(calls) == 1
+    record = json.loads(path.read_text())
+    assert set(record) == {"config", "result", "wall_time_s", "provenance"}
+    assert record["config"] == {"a": [1]} and "git_commit" in record["provenance"]
+    with pytest.raises(ValueError, match=r"computed with config \{'a': \[1\]\}.*recompute=True"):
+        cached_result(path, {"a": 2}, compute)
+    assert cached_result(path, {"a": 2}, compute, recompute=True)["n"] == 2
+    assert cached_result(tmp_path / "y.json", {}, compute, store=False)["n"] == 3
+    assert not (tmp_path / "y.json").exists()
+
+
+@pytest.mark.parametrize("text, message", [("{broken", "corrupt result file"), ('{"rows": []}', "no 'result' field")])
+def test_cached_result_names_a_bad_file(tmp_path, text, message):
+    path = tmp_path / "x.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as e:
+        cached_result(path, {}, dict)
+    assert str(path) in str(e.value) and path.read_text() == text
 
 
 @pytest.mark.parametrize("mangle, message", [
