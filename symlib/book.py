@@ -302,16 +302,22 @@ def timings_table(root: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compute_table(root: Path | None = None) -> pd.DataFrame:
+def compute_table(root: Path | None = None, total: bool = False) -> pd.DataFrame:
     """Per experiment of :mod:`symlib.experiments`: runs in the store and the CPU time they took
-    when computed (what re-running it from scratch costs).  Used by the intro."""
+    when computed (what re-running it from scratch costs).  Used by the intro.  ``total`` adds a
+    row that counts each distinct run once (experiments share runs: figure 7's plain and + KQ
+    curves are figure 2's).  The store is read once."""
     from .experiments import EXPERIMENTS, experiment
-    store = RunStore(root)
-    rows = []
-    for name in EXPERIMENTS:
-        configs = {c.key: c for c in experiment(name, "paper")}
-        done = store.load(configs.values())
-        rows.append({"experiment": name, "runs": len(configs), "stored": len(done), "CPU hours": _cpu_hours(done)})
+    grids = {name: {c.key: c for c in experiment(name, "paper")} for name in EXPERIMENTS}
+    every = {k: c for grid in grids.values() for k, c in grid.items()}
+    done = {r.key: r for r in RunStore(root).load(every.values())}
+
+    def row(name, keys):
+        have = [done[k] for k in keys if k in done]
+        return {"experiment": name, "runs": len(keys), "stored": len(have), "CPU hours": _cpu_hours(have)}
+    rows = [row(name, grid) for name, grid in grids.items()]
+    if total:
+        rows.append(row("**distinct runs**", every))
     return pd.DataFrame(rows)
 
 
@@ -325,15 +331,8 @@ README_MARKERS = ("<!-- compute-table: written by `python -m symlib book --readm
 
 
 def compute_markdown(root: Path | None = None) -> str:
-    """:func:`compute_table` as Markdown, with a total row (experiments share runs — figure 7's
-    plain and + KQ curves are figure 2's — so the total counts each distinct run once)."""
-    from .experiments import EXPERIMENTS, experiment
-    table = compute_table(root)
-    configs = {c.key: c for name in EXPERIMENTS for c in experiment(name, "paper")}
-    done = RunStore(root).load(configs.values())
-    total = {"experiment": "**distinct runs**", "runs": len(configs), "stored": len(done),
-             "CPU hours": _cpu_hours(done)}
-    return pd.concat([table, pd.DataFrame([total])]).to_markdown(index=False)
+    """:func:`compute_table` with its total row, as Markdown (the README's block)."""
+    return compute_table(root, total=True).to_markdown(index=False)
 
 
 def readme_table(readme: Path = REPO / "README.md", root: Path | None = None, write: bool = False) -> bool:
