@@ -237,6 +237,17 @@ def last_layer_width(profile: str) -> list[RunConfig]:
     return _grid(profile, "aba_abb", models, [64, 256, 1024, 4096, 2 ** 14], [0], PAPER)
 
 
+def fig1_width(profile: str) -> list[RunConfig]:
+    """Figure 1's check on the plain transformer, whose test loss on same/different stays above 0.1
+    up to n = 8192: its training loss reaches 0 within ~100 epochs and its test loss then drifts
+    up, so more epochs cannot help (the chapter shows the curves).  What remains is width and n:
+    the calibration's wider transformer (dim 128, 4 heads × 64, MLP 256; 4× the FLOPs) on
+    n = 1024 … 8192, and the sweep transformer one step further, at n = 2^14; one seed."""
+    wide = replace(TRANSFORMER, dim=128, heads=4, mlp_dim=256)
+    return _unique(_grid(profile, "same_different", [wide], N_PAPER[-4:], [0], PAPER)
+                   + _grid(profile, "same_different", [TRANSFORMER], [2 ** 14], [0], PAPER))
+
+
 EXPERIMENTS = {
     "protocol": protocol,
     "protocol_large": protocol_large,
@@ -250,6 +261,7 @@ EXPERIMENTS = {
     "last_layer": last_layer,
     "last_layer_width": last_layer_width,
     "kq_scale": kq_scale,
+    "fig1_width": fig1_width,
 }
 
 
