@@ -6,8 +6,12 @@
 * :func:`n_star`     — per curve, the smallest n whose mean test loss is below a threshold.
 * :func:`curve_table` — mean per curve and n, for claim cells.
 * :func:`mean_log_loss` — one difficulty number per curve when n* is undefined.
+* :func:`learning_curves` — training and test loss against epoch, one line per run.
+* :func:`run_summary` — per run: when it fit its training set, its last test loss, and the test
+  loss that early stopping on the validation alphabet would have reported.
 
-Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run).  Chapter:
+Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run) or, for the last two,
+:meth:`symlib.store.RunStore.curves` (one row per run and evaluation epoch).  Chapter:
 *Regression experiments*.
 """
 
@@ -103,3 +107,48 @@ def n_star(frame: pd.DataFrame, threshold: float = 0.1, y: str = "test_loss", by
 def ratio(a: float, b: float) -> float:
     """``a / b`` for n* values; NaN when either is unknown."""
     return a / b if a == a and b == b and b else math.nan
+
+
+def learning_curves(curves: pd.DataFrame, hue: str = "n", ys=("train_loss", "test_loss"),
+                    title: str | None = None):
+    """One panel per metric in ``ys`` against epoch (log y), one line per run coloured by
+    ``hue``; ``curves`` from :meth:`~symlib.store.RunStore.curves`.  Returns the figure."""
+    if curves.empty:
+        raise ValueError("no runs to plot: the curves frame is empty (run the experiment's sweep first)")
+    fig, axes = plt.subplots(1, len(ys), figsize=(4.6 * len(ys), 3.6), sharex=True, squeeze=False)
+    for ax, y in zip(axes.flat, ys):
+        sns.lineplot(data=curves, x="epoch", y=y, hue=hue, units="key", estimator=None,
+                     palette="viridis", lw=1, ax=ax)
+        ax.set_yscale("log")
+        ax.set_ylabel(y.replace("_", " "))
+        ax.legend(title=hue, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def run_summary(curves: pd.DataFrame, fit_below: float = 1e-3) -> pd.DataFrame:
+    """One row per run of ``curves`` (:meth:`~symlib.store.RunStore.curves`), sorted by model,
+    n and seed, with
+
+    * ``fit_epoch``: the first evaluation whose training loss is below ``fit_below`` (<NA> if none);
+    * ``last_epoch``, ``test_loss``, ``test_error``: the last evaluation, what the run reports;
+    * ``val_epoch``, ``val_test_loss``, ``val_test_error``: the evaluation with the lowest
+      validation loss (the earliest on ties) — what early stopping on the validation alphabet,
+      disjoint from the train and test alphabets, would have reported instead.
+    """
+    if curves.empty:
+        raise ValueError("no runs to summarise: the curves frame is empty")
+    c = curves.sort_values(["key", "epoch"])
+    runs = c.groupby("key", sort=False)
+    last = c.loc[runs.epoch.idxmax()].set_index("key")
+    best = c.loc[runs.val_loss.idxmin()].set_index("key")
+    fit = c[c.train_loss < fit_below].groupby("key").epoch.min()
+    out = pd.DataFrame({
+        "model": last.model, "n": last.n, "seed": last.seed,
+        "fit_epoch": fit.reindex(last.index).astype("Int64"),
+        "last_epoch": last.epoch, "test_loss": last.test_loss, "test_error": last.test_error,
+        "val_epoch": best.epoch, "val_test_loss": best.test_loss, "val_test_error": best.test_error,
+    })
+    return out.sort_values(["model", "n", "seed"]).reset_index()

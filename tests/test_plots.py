@@ -8,7 +8,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from symlib.plots import curve_table, loss_vs_n, loss_vs_n_panels, mean_log_loss, n_star, ratio  # noqa: E402
+from symlib.plots import (curve_table, learning_curves, loss_vs_n, loss_vs_n_panels, mean_log_loss,  # noqa: E402
+                          n_star, ratio, run_summary)
 
 
 @pytest.fixture
@@ -49,3 +50,37 @@ def test_figures(frame):
         loss_vs_n(frame.iloc[:0])
     with pytest.raises(ValueError, match="frame is empty"):
         loss_vs_n_panels(frame.iloc[:0], "task_label")
+
+
+@pytest.fixture
+def curves():
+    """Two runs: one fits at epoch 20 and then overfits (its validation and test loss rise after
+    epoch 20), one never fits and improves to the end."""
+    rows = []
+    for key, n, points in (
+            ("a", 64, [(10, 0.5, 0.6, 0.5), (20, 1e-4, 0.2, 0.1), (30, 1e-5, 0.3, 0.2), (40, 1e-6, 0.3, 0.3)]),
+            ("b", 8, [(10, 0.9, 1.0, 1.0), (20, 0.5, 0.8, 0.9), (30, 0.4, 0.8, 0.7)])):
+        for epoch, train, val, test in points:
+            rows.append({"key": key, "model": "m", "n": n, "seed": 0, "epoch": epoch, "train_loss": train,
+                         "val_loss": val, "test_loss": test, "test_error": test / 4})
+    return pd.DataFrame(rows)
+
+
+def test_run_summary_reads_fit_last_and_validation_selected_epochs(curves):
+    s = run_summary(curves.sample(frac=1, random_state=0)).set_index("key")  # order-independent
+    assert list(s.index) == ["b", "a"]  # sorted by model, n, seed
+    assert s.loc["a", "fit_epoch"] == 20 and pd.isna(s.loc["b", "fit_epoch"])
+    assert s.loc["a", "last_epoch"] == 40 and s.loc["a", "test_loss"] == 0.3
+    assert s.loc["a", "val_epoch"] == 20 and s.loc["a", "val_test_loss"] == 0.1
+    assert s.loc["a", "val_test_error"] == pytest.approx(0.025)
+    assert s.loc["b", "val_epoch"] == 20  # tie between epochs 20 and 30: the earliest
+    with pytest.raises(ValueError, match="curves frame is empty"):
+        run_summary(curves.iloc[:0])
+
+
+def test_learning_curves(curves):
+    fig = learning_curves(curves, title="x")
+    assert [a.get_yscale() for a in fig.axes] == ["log", "log"]
+    assert [a.get_ylabel() for a in fig.axes] == ["train loss", "test loss"]
+    with pytest.raises(ValueError, match="curves frame is empty"):
+        learning_curves(curves.iloc[:0])
