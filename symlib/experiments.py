@@ -242,10 +242,11 @@ def fig1_width(profile: str) -> list[RunConfig]:
     up to n = 8192: its training loss reaches 0 within ~100 epochs and its test loss then drifts
     up, so more epochs cannot help (the chapter shows the curves).  What remains is width and n:
     the calibration's wider transformer (dim 128, 4 heads × 64, MLP 256; 4× the FLOPs) on
-    n = 1024 … 8192, and the sweep transformer one step further, at n = 2^14; one seed."""
+    n = 1024 … 8192, seed 0; and the sweep transformer one step further, at n = 2^14, on the
+    paper's three seeds (seed 0 reached 0.006 there, so the step decides figure 1's n*)."""
     wide = replace(TRANSFORMER, dim=128, heads=4, mlp_dim=256)
     return _unique(_grid(profile, "same_different", [wide], N_PAPER[-4:], [0], PAPER)
-                   + _grid(profile, "same_different", [TRANSFORMER], [2 ** 14], [0], PAPER))
+                   + _grid(profile, "same_different", [TRANSFORMER], [2 ** 14], SEEDS_PAPER, PAPER))
 
 
 EXPERIMENTS = {
