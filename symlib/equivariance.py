@@ -13,15 +13,19 @@ here exactly on trained models:
 
 :func:`two_sample_experiment` tests that last consequence over many initialisation seeds (a paired
 KS permutation test, :func:`paired_ks_test`); :func:`across_n` measures the test loss
-``1 + E[F²] − 2 E[yF]`` across ``n``.  Results that take minutes are computed once into
+``1 + E[F²] − 2 E[yF]`` across ``n``, or any other analysis of a trained net, such as
+:func:`unseen_rows_effect` (what the frozen unseen rows do to MLP + XXᵀ's test loss, used by the
+chapter *Regression experiments*).  Results that take minutes are computed once into
 ``data/mlp_failure/*.json`` by :func:`symlib.store.cached_result` (atomic, with config and provenance).  Chapter:
 *MLPs cannot reason with unseen symbols*.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,7 +36,7 @@ from .data import DataConfig, TaskData, make_data
 from .models import MLP, ModelConfig, build_model
 from .store import RunStore, atomic_write_text, cached_result, default_root
 from .tasks import from_spec
-from .training import RunConfig, TrainConfig, fit, git_commit, loss_fn, run_config
+from .training import RunConfig, TrainConfig, fit, loss_fn, provenance, run_config
 
 # ----------------------------------------------------------------------------- rows of the first layer
 
@@ -64,6 +68,41 @@ def first_layer_gradient(model: MLP, data: TaskData) -> torch.Tensor:
 
 def first_layer_rows_grad(model: MLP, length: int) -> torch.Tensor:
     return model.first.weight.grad.detach().view(length, model.first.vocab_size, -1).clone()
+
+
+def scale_unseen_rows_(model: MLP, data: TaskData, factor: float) -> None:
+    """Multiply in place the first-layer rows of every (position, token) never seen in training —
+    the rows that keep their initial values — by ``factor`` (0 removes them)."""
+    rows = first_layer_rows(model, data.task.length)  # a view of model.first.weight
+    with torch.no_grad():
+        rows[~seen_mask(data)] *= factor
+
+
+def unseen_rows_to_seen_mean_(model: MLP, data: TaskData) -> None:
+    """Set in place every unseen first-layer row to the mean of the rows seen at its position:
+    a test token then adds what a typical *trained* token adds."""
+    rows, seen = first_layer_rows(model, data.task.length), seen_mask(data)
+    with torch.no_grad():
+        for p in range(data.task.length):
+            rows[p, ~seen[p]] = rows[p, seen[p]].mean(0)
+
+
+def unseen_rows_effect(net: MLP, data: TaskData, factors=(0.0, 1.0, 2.0)) -> dict[str, float]:
+    """Test MSE of a trained MLP after editing the first-layer rows of its unseen tokens (every
+    test string's tokens are unseen): scaled by each of ``factors`` (``test_mse_x1`` is the net as
+    trained; ``x0`` removes the frozen random rows), and replaced by the mean seen row of their
+    position (``test_mse_seen_mean``).  Chapter *Regression experiments*, figure 6 (an MLP given
+    X Xᵀ)."""
+    def test_mse(edit) -> float:
+        edited = copy.deepcopy(net)
+        edit(edited)
+        with torch.no_grad():
+            f = edited.eval()(data.x["test"])
+        return float(((f - data.y["test"]) ** 2).mean())
+
+    out = {f"test_mse_x{a:g}": test_mse(lambda m, a=a: scale_unseen_rows_(m, data, a)) for a in factors}
+    out["test_mse_seen_mean"] = test_mse(lambda m: unseen_rows_to_seen_mean_(m, data))
+    return out
 
 
 def row_change(init: MLP, trained: MLP, data: TaskData) -> dict[str, float]:
@@ -219,29 +258,35 @@ def loss_decomposition(net: nn.Module, data: TaskData) -> dict[str, float]:
             "mean_yf": float((y * f).mean()), "mean_y2": float((y ** 2).mean())}
 
 
-def across_n(configs: list[RunConfig], path: Path, store: RunStore | None = None) -> list[dict]:
-    """For each config: its run (from the store, or trained and stored) and the test-loss
-    decomposition of the trained net, kept in the JSON file ``path`` (written atomically after every
-    run, so an interrupted call loses nothing).  A run whose decomposition is already in ``path``
-    is not retrained."""
+def across_n(configs: list[RunConfig], path: Path | None, store: RunStore | None = None,
+             analysis: Callable[[nn.Module, TaskData], dict] | None = None) -> list[dict]:
+    """For each config: its run (trained, and stored if the store lacks it) and ``analysis`` of
+    the trained net (default :func:`loss_decomposition`, the test loss split), kept in the JSON
+    file ``path`` (written atomically after every run, so an interrupted call loses nothing;
+    ``None``: write nothing).  A run whose row is already in ``path`` is not retrained.  A run
+    the store already holds is retrained for its net (training is deterministic) and its record
+    is left as it is."""
     store = store or RunStore()
-    path = Path(path)
-    done = {r["key"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+    analysis = analysis or loss_decomposition
+    path = None if path is None else Path(path)
+    done = {r["key"]: r for r in json.loads(path.read_text())["rows"]} if path and path.exists() else {}
     rows = []
     for cfg in configs:
         if cfg.key in done and cfg in store:
             rows.append(done[cfg.key])
             continue
         result, net = fit(cfg, return_model=True)
-        store.put(result)
+        if cfg not in store:
+            store.put(result)
         task_data = make_data(from_spec(cfg.task), cfg.data, seed=cfg.seed)
         row = {"key": cfg.key, "kind": cfg.model.kind, "n": cfg.data.n, "seed": cfg.seed,
                "train_loss": result.metrics["train_loss"], "test_loss": result.metrics["test_loss"],
-               **loss_decomposition(net, task_data), "wall_time_s": result.wall_time_s}
+               **analysis(net, task_data), "wall_time_s": result.wall_time_s}
         rows.append(row)
         done[cfg.key] = row
-        atomic_write_text(path, json.dumps({"rows": list(done.values()), "git_commit": git_commit()},
-                                           indent=1) + "\n")
+        if path is not None:
+            atomic_write_text(path, json.dumps({"rows": list(done.values()), "provenance": provenance(1, "cpu")},
+                                               indent=1) + "\n")
     return rows
 
 

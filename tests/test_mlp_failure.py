@@ -8,6 +8,7 @@ from scipy import stats
 
 import symlib as S
 from symlib import equivariance as E
+from symlib.store import RunStore
 
 SMALL = S.DataConfig(n=32, n_test=64, test_alphabet=64, n_val=16, val_alphabet=16)
 
@@ -77,3 +78,37 @@ def test_rows_need_an_mlp(data):
     net = S.build_model(S.ModelConfig(kind="lstm", dim=8, hidden=8), data.vocab_size, 2, "regression", seed=0)
     with pytest.raises(ValueError, match="expected a symlib MLP"):
         E.first_layer_rows(net, 2)
+
+
+def test_scale_unseen_rows_touches_only_unseen_rows(data):
+    net = S.build_model(S.ModelConfig(kind="mlp_xxt", hidden=8), data.vocab_size, 2, "regression", seed=0)
+    before, seen = E.first_layer_rows(net, 2).detach().clone(), E.seen_mask(data)
+    E.scale_unseen_rows_(net, data, 0.0)
+    after = E.first_layer_rows(net, 2)
+    assert torch.equal(after[seen], before[seen]) and after[~seen].abs().max() == 0
+    assert before[~seen].abs().max() > 0
+    E.unseen_rows_to_seen_mean_(net, data)
+    after = E.first_layer_rows(net, 2)
+    for p in range(2):
+        assert torch.allclose(after[p, ~seen[p]], before[p, seen[p]].mean(0).expand_as(after[p, ~seen[p]]))
+    assert torch.equal(after[seen], before[seen])
+
+
+def test_unseen_rows_effect_on_a_trained_mlp_xxt(tmp_path, data):
+    """x1 is the net as trained (its recorded test loss); removing the frozen random rows changes
+    the test loss, and for MLP + XXᵀ (whose XXᵀ features are the same on train and test) lowers it."""
+    cfg = S.run_config("same_different", S.ModelConfig(kind="mlp_xxt", hidden=16),
+                       S.TrainConfig(epochs=60, eval_every=20, lr=1e-2), SMALL, seed=0)
+    store = RunStore(tmp_path)
+    rows = E.across_n([cfg], tmp_path / "rows.json", store=store, analysis=E.unseen_rows_effect)
+    (row,) = rows
+    assert cfg in store and row["train_loss"] < 1e-2
+    assert row["test_mse_x1"] == pytest.approx(row["test_loss"], rel=1e-5)
+    assert row["test_mse_x0"] < row["test_mse_x1"] < row["test_mse_x2"]
+    assert row["test_mse_seen_mean"] != row["test_mse_x1"]
+    stored = store.get(cfg)
+    again = E.across_n([cfg], tmp_path / "rows.json", store=store, analysis=E.unseen_rows_effect)
+    assert again == rows  # read back, not retrained
+    fresh = E.across_n([cfg], None, store=store, analysis=E.unseen_rows_effect)  # retrained: no row file
+    assert fresh[0]["test_mse_x0"] == row["test_mse_x0"]  # deterministic
+    assert store.get(cfg).wall_time_s == stored.wall_time_s  # the stored record is left as it was
