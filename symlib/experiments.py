@@ -200,6 +200,20 @@ def fig6(profile: str) -> list[RunConfig]:
     return [c for t in ("same_different", "aba_abb") for c in _grid(profile, t, models, N_PAPER, SEEDS_PAPER, PAPER)]
 
 
+FIG6_BATCHES = [128, 1024, 8192]  # 1024 is figure 6's; 8192 >= every n below: full batch
+
+
+def fig6_batch(profile: str) -> list[RunConfig]:
+    """Figure 6's check on MLP + XXᵀ's residual test loss (0.07–0.15 up to n = 1024, fading above):
+    not the frozen unseen rows (the chapter edits them), so is it the batch?  Up to n = 1024 every
+    step of figure 6 is full-batch; above, a token's first-layer row gets a gradient only from
+    the batch that holds its strings.  Batches of 128, 1024 and 8192 (full) at n = 256, 1024, 4096;
+    both tasks, seeds 0–2."""
+    model = [MODELS["MLP + XXᵀ"]]
+    return _unique(c for b in FIG6_BATCHES for t in ("same_different", "aba_abb")
+                   for c in _grid(profile, t, model, [256, 1024, 4096], SEEDS_PAPER, replace(PAPER, batch_size=b)))
+
+
 def fig7(profile: str) -> list[RunConfig]:
     """Mimetic initialisation of W_Q, W_K vs the default initialisation vs the KQ identity."""
     models = [MODELS["transformer"], replace(TRANSFORMER, mimetic=MIMETIC), MODELS["transformer + KQ"]]
@@ -258,6 +272,7 @@ EXPERIMENTS = {
     "fig4": fig4,
     "fig5": fig5,
     "fig6": fig6,
+    "fig6_batch": fig6_batch,
     "fig7": fig7,
     "last_layer": last_layer,
     "last_layer_width": last_layer_width,
