@@ -96,9 +96,7 @@ def unseen_rows_effect(net: MLP, data: TaskData, factors=(0.0, 1.0, 2.0)) -> dic
     def test_mse(edit) -> float:
         edited = copy.deepcopy(net)
         edit(edited)
-        with torch.no_grad():
-            f = edited.eval()(data.x["test"])
-        return float(((f - data.y["test"]) ** 2).mean())
+        return loss_decomposition(edited, data)["test_mse"]
 
     out = {f"test_mse_x{a:g}": test_mse(lambda m, a=a: scale_unseen_rows_(m, data, a)) for a in factors}
     out["test_mse_seen_mean"] = test_mse(lambda m: unseen_rows_to_seen_mean_(m, data))
