@@ -49,16 +49,22 @@ def missing(configs: Iterable[RunConfig], store: RunStore) -> list[RunConfig]:
     return sorted(todo.values(), key=lambda c: (c.seed, -c.data.n * c.train.epochs))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Worker initializer: on Linux, have the kernel SIGKILL this worker when the sweep process
-    dies (however it dies), so a killed sweep leaves no orphan burning a core on a run whose
-    record nobody would write.  SIGKILL, not SIGTERM: Lightning catches SIGTERM inside ``fit``,
-    and a worker has nothing to save — records are written by the sweep process."""
+    ``parent`` dies (however it dies), so a killed sweep leaves no orphan burning a core on a run
+    whose record nobody would write.  SIGKILL, not SIGTERM: Lightning catches SIGTERM inside
+    ``fit``, and a worker has nothing to save — records are written by the sweep process.
+
+    The signal is armed only once this runs, seconds after the spawn (imports first): a sweep
+    killed in between has already left, the worker's parent is now init, and the signal would
+    never come — so a worker whose parent is no longer ``parent`` exits at once."""
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _run_one(config: dict) -> dict:
@@ -91,7 +97,7 @@ def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, worke
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(workers or os.cpu_count(), len(todo)), mp_context=ctx,
-                                     initializer=_die_with_parent) as pool:
+                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(_run_one, c.to_dict()) for c in todo]
                 for f in as_completed(futures):
                     store.put(RunResult.from_dict(f.result()))

@@ -93,7 +93,7 @@ def test_worker_dies_with_a_killed_sweep(tmp_path):
         "import os, time\n"
         "from symlib.sweep import _die_with_parent\n"
         "def child(ready):\n"
-        "    _die_with_parent()\n"
+        "    _die_with_parent(os.getppid())\n"
         "    open(ready, 'w').write(str(os.getpid()))\n"
         "    time.sleep(120)\n")
     ready = tmp_path / "ready"
@@ -135,3 +135,18 @@ def test_pool_workers_run_the_parent_death_initializer(tmp_path, monkeypatch):
                    TrainConfig(epochs=2))
     run_sweep(configs, RunStore(tmp_path), workers=2, progress=False)
     assert seen["initializer"] is sweep_mod._die_with_parent
+    assert seen["initargs"] == (os.getpid(),)
+
+
+def test_worker_whose_sweep_already_died_exits():
+    """The race the signal cannot cover: the sweep is killed after spawning a worker but before
+    the worker's initializer runs. The worker then finds a parent other than the sweep's pid and
+    exits instead of training on."""
+    code = ("import os\nfrom symlib.sweep import _die_with_parent\n"
+            "_die_with_parent(os.getppid() + 1)  # not our parent: as if the sweep had died\n"
+            "print('still running')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "still running" not in done.stdout
+    alive = subprocess.run([sys.executable, "-c", code.replace(" + 1", "")], capture_output=True,
+                           text=True, timeout=120)
+    assert alive.returncode == 0 and "still running" in alive.stdout
