@@ -142,11 +142,12 @@ def test_worker_whose_sweep_already_died_exits():
     """The race the signal cannot cover: the sweep is killed after spawning a worker but before
     the worker's initializer runs. The worker then finds a parent other than the sweep's pid and
     exits instead of training on."""
-    code = ("import os\nfrom symlib.sweep import _die_with_parent\n"
-            "_die_with_parent(os.getppid() + 1)  # not our parent: as if the sweep had died\n"
-            "print('still running')\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    def worker(expected_parent: str) -> subprocess.CompletedProcess:
+        code = (f"import os\nfrom symlib.sweep import _die_with_parent\n_die_with_parent({expected_parent})\n"
+                "print('still running')\n")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    done = worker("os.getppid() + 1")  # not our parent: as if the sweep had died
     assert done.returncode == 1 and "still running" not in done.stdout
-    alive = subprocess.run([sys.executable, "-c", code.replace(" + 1", "")], capture_output=True,
-                           text=True, timeout=120)
+    alive = worker("os.getppid()")
     assert alive.returncode == 0 and "still running" in alive.stdout
