@@ -49,6 +49,17 @@ CLAIMS: dict[str, tuple[str, str]] = {
 }
 
 
+def grade(checks) -> str:
+    """The verdict of a claim tested by several checks (booleans, numpy's included): "reproduced"
+    if every check holds, "partial" if some do, "not reproduced" if none do (or there are none).
+
+    Counting is done here, one check at a time, because numpy booleans do not add up: ``np.True_ +
+    np.True_`` is ``True`` (logical or), not 2. Used by the figure-5 claim cell of *Regression*.
+    """
+    held = [bool(c) for c in checks]
+    return "reproduced" if held and all(held) else "partial" if any(held) else "not reproduced"
+
+
 def status_dir(root: str | Path | None = None) -> Path:
     return Path(root if root is not None else default_root()) / "status"
 

@@ -171,3 +171,12 @@ def test_committed_record_is_reproduced_by_the_code(key):
     assert again.metrics["epochs_run"] == stored.metrics["epochs_run"]
     for name, value in stored.metrics.items():
         assert again.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+
+
+def test_grade_counts_checks_including_numpy_booleans():
+    import numpy as np
+    assert status.grade([np.True_, np.True_]) == "reproduced"  # np.True_ + np.True_ would be True, not 2
+    assert status.grade([True, np.False_]) == "partial"
+    assert status.grade([np.False_, False]) == "not reproduced"
+    assert status.grade([]) == "not reproduced"
+    assert status.grade(np.array([1.0, 2.0]) < 1.5) == "partial"
