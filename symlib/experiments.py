@@ -128,21 +128,44 @@ RANDOM_DEFAULT = {"r": 4, "length": 5, "n_wildcards": 3, "n_regular": 0}  # [our
 RANDOM_AXES = {"r": [2, 4, 8, 15], "n_wildcards": [2, 3, 5, 7], "n_regular": [0, 1, 2], "length": [2, 5, 10, 20]}
 
 
+def labelled_draws(count: int, **params) -> list[TemplateTask]:
+    """The first ``count`` draws of ``random_templates(**params, seed=0, 1, …)`` whose templates
+    do not all share one label.  The generator labels templates at random, so a draw of r = 2
+    templates is a constant function half the time — learnable from a handful of samples with no
+    reasoning at all (seed 0 draws ``ββαβγ:+1, βββββ:+1``).  Figure 4 measures how much data
+    *reasoning* needs, so it skips those draws [ours]."""
+    draws = []
+    for seed in range(100 * count):
+        task = get_task("random_templates", seed=seed, **params)
+        if len(set(task.labels)) > 1:
+            draws.append(task)
+            if len(draws) == count:
+                return draws
+    raise ValueError(f"random_templates({params}) gave fewer than {count} draws with both labels in "
+                     f"{100 * count} seeds; use more templates (r >= 2)")
+
+
 def _random_variants(profile: str) -> list[tuple[str, object, list[RunConfig]]]:
+    """Draw d of a variant (the d-th labelled draw) is trained with seed d; the smoke profile
+    keeps draw 0."""
+    seeds = SEEDS_PAPER if profile == "paper" else [0]
     out = []
     for axis, values in RANDOM_AXES.items():
         for v in values:
             params = {**RANDOM_DEFAULT, axis: v}
             if axis == "length" and v == 2:
                 params["r"] = 2  # only αα and αβ exist at length 2 without regular tokens
-            task = get_task("random_templates", seed=0, **params)
-            out.append((axis, v, _grid(profile, task, [MODELS["transformer"]], N_COARSE, [0], PAPER)))
+            draws = labelled_draws(len(seeds), **params)
+            configs = [c for s, task in zip(seeds, draws)
+                       for c in _grid(profile, task, [MODELS["transformer"]], N_COARSE, [s], PAPER)]
+            out.append((axis, v, configs))
     return out
 
 
 def fig4(profile: str) -> list[RunConfig]:
     """Random template tasks: vary one of (templates r, wildcards |W|, regular |R|, length L)
-    around ``RANDOM_DEFAULT``; plain transformer, one seed, coarse n grid."""
+    around ``RANDOM_DEFAULT``; plain transformer, coarse n grid, three random draws of each task
+    (``labelled_draws``; draw d trained with seed d)."""
     return _unique(c for _, _, configs in _random_variants(profile) for c in configs)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from symlib import ModelConfig, TrainConfig
 from symlib.experiments import (EXPERIMENTS, FULL, FULL_FROM, HP_AXES, PAPER, RANDOM_AXES, by_variant,
-                                experiment, seed_status)
+                                experiment, labelled_draws, seed_status)
 from symlib.store import RunStore, model_label, task_label
 from symlib.training import fit
 
@@ -46,6 +46,22 @@ def test_axes_label_every_run_once_per_axis():
         assert set(counts) <= {1, len(axes)} and (counts == len(axes)).any()
     with pytest.raises(ValueError, match="has no axes"):
         by_variant("fig2", pd.DataFrame({"key": []}))
+
+
+def test_figure_4_draws_have_both_labels_and_draw_d_trains_with_seed_d():
+    """A draw whose templates share one label is a constant function: figure 4 skips it."""
+    r2 = labelled_draws(3, r=2, length=5, n_wildcards=3)
+    assert [t.spec["seed"] for t in r2] == [3, 8, 9]  # seeds 0, 1, 2, 4, 5, 6, 7 draw one label
+    assert all(set(t.labels) == {1, -1} for t in r2)
+    for c in experiment("fig4"):
+        assert c.task["seed"] in {t.spec["seed"] for t in labelled_draws(3, **{k: v for k, v in c.task.items()
+                                                                        if k not in ("name", "seed")})}
+    seeds = {}
+    for c in experiment("fig4"):
+        seeds.setdefault(tuple(sorted((k, v) for k, v in c.task.items() if k != "seed")), {})[c.task["seed"]] = c.seed
+    assert all(sorted(m.values()) == [0, 1, 2] for m in seeds.values())  # three draws, seeds 0, 1, 2
+    with pytest.raises(ValueError, match="both labels"):
+        labelled_draws(1, r=1, length=5, n_wildcards=3)
 
 
 def test_labels():
