@@ -145,21 +145,25 @@ def labelled_draws(count: int, **params) -> list[TemplateTask]:
                      f"{100 * count} seeds; use more templates (r >= 2)")
 
 
-def _random_variants(profile: str) -> list[tuple[str, object, list[RunConfig]]]:
-    """Draw d of a variant (the d-th labelled draw) is trained with seed d; the smoke profile
-    keeps draw 0."""
-    seeds = SEEDS_PAPER if profile == "paper" else [0]
+def random_draws(profile: str = "paper") -> list[tuple[str, object, list[TemplateTask]]]:
+    """(axis, value, draws) for each variant of figure 4: the value on one axis, the others at
+    ``RANDOM_DEFAULT``; three labelled draws in the paper profile, one in smoke."""
+    count = len(SEEDS_PAPER) if check_profile(profile) == "paper" else 1
     out = []
     for axis, values in RANDOM_AXES.items():
         for v in values:
             params = {**RANDOM_DEFAULT, axis: v}
             if axis == "length" and v == 2:
                 params["r"] = 2  # only αα and αβ exist at length 2 without regular tokens
-            draws = labelled_draws(len(seeds), **params)
-            configs = [c for s, task in zip(seeds, draws)
-                       for c in _grid(profile, task, [MODELS["transformer"]], N_COARSE, [s], PAPER)]
-            out.append((axis, v, configs))
+            out.append((axis, v, labelled_draws(count, **params)))
     return out
+
+
+def _random_variants(profile: str) -> list[tuple[str, object, list[RunConfig]]]:
+    """Draw d of a variant is trained with seed d."""
+    return [(axis, v, [c for s, task in enumerate(draws)
+                       for c in _grid(profile, task, [MODELS["transformer"]], N_COARSE, [s], PAPER)])
+            for axis, v, draws in random_draws(profile)]
 
 
 def fig4(profile: str) -> list[RunConfig]:

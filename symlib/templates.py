@@ -130,6 +130,16 @@ class TemplateTask:
         return tuple(dict.fromkeys(t for z in self.templates for t in regular_tokens(z)))
 
     @property
+    def constant_loss(self) -> float:
+        """Test MSE of the best constant prediction, E[y] = sum_i p_i y_i: what a regression model
+        reaches with no reasoning at all — 1 for balanced ±1 labels, less for unbalanced ones
+        (figure 4's random labels, chapter *Regression experiments*)."""
+        if self.kind != "regression":
+            raise ValueError(f"constant_loss is defined for regression tasks; this task is {self.kind!r}")
+        mean = sum(p * y for p, y in zip(self.probs, self.labels))
+        return sum(p * (y - mean) ** 2 for p, y in zip(self.probs, self.labels))
+
+    @property
     def n_classes(self) -> int:
         return 1 + max(self.labels) if self.kind == "classification" else 0
 

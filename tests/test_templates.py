@@ -82,6 +82,15 @@ def test_majority(k):
                                                                get_task("same_different").labels))
 
 
+def test_constant_loss_is_the_label_variance():
+    assert get_task("same_different").constant_loss == 1.0
+    three_to_one = make_task({"αααβ": 1, "ααβα": 1, "αβαα": 1, "αβββ": -1})
+    assert three_to_one.constant_loss == pytest.approx(1 - 0.5 ** 2)  # E[y] = 0.5
+    assert make_task({"αβ": 1, "αα": -1}, probs=[0.9, 0.1]).constant_loss == pytest.approx(1 - 0.8 ** 2)
+    with pytest.raises(ValueError, match="regression"):
+        get_task("copy").constant_loss
+
+
 def test_random_templates_are_deterministic_and_distinct():
     a = get_task("random_templates", r=6, length=5, n_wildcards=3, n_regular=1, seed=7)
     b = get_task("random_templates", r=6, length=5, n_wildcards=3, n_regular=1, seed=7)
