@@ -140,6 +140,19 @@ class TemplateTask:
         return sum(p * (y - mean) ** 2 for p, y in zip(self.probs, self.labels))
 
     @property
+    def label_from_regular(self) -> bool:
+        """Whether the label is a function of where the regular tokens sit (wildcards masked).
+        Then a model can label unseen strings by those positions alone, with no equality
+        reasoning; a task with one label is the extreme case (figure 4, chapter *Regression
+        experiments*)."""
+        label_of_mask: dict = {}
+        for z, y in zip(self.templates, self.labels):
+            mask = tuple(None if is_wildcard(s) else s for s in z)
+            if label_of_mask.setdefault(mask, y) != y:
+                return False
+        return True
+
+    @property
     def n_classes(self) -> int:
         return 1 + max(self.labels) if self.kind == "classification" else 0
 

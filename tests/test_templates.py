@@ -91,6 +91,13 @@ def test_constant_loss_is_the_label_variance():
         get_task("copy").constant_loss
 
 
+def test_label_from_regular_positions():
+    assert not get_task("aba_abb").label_from_regular  # wildcards only: equality decides
+    assert make_task({"R α α": 1, "α R β": -1}).label_from_regular  # where R sits decides
+    assert not make_task({"R α α": 1, "R α β": -1, "α R β": -1}).label_from_regular
+    assert make_task({"αα": 1, "αβ": 1}).label_from_regular  # one label: nothing to reason about
+
+
 def test_random_templates_are_deterministic_and_distinct():
     a = get_task("random_templates", r=6, length=5, n_wildcards=3, n_regular=1, seed=7)
     b = get_task("random_templates", r=6, length=5, n_wildcards=3, n_regular=1, seed=7)
