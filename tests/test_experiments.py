@@ -1,11 +1,13 @@
 """The experiment grids: the large-n protocol, the seeds a figure can report, the axes of figures 4–5."""
 
+import json
+
 import pandas as pd
 import pytest
 
 from symlib import ModelConfig, TrainConfig
 from symlib.experiments import (EXPERIMENTS, FULL, FULL_FROM, HP_AXES, PAPER, RANDOM_AXES, by_variant,
-                                experiment, labelled_draws, seed_status)
+                                experiment, labelled_draws, random_draws, seed_status)
 from symlib.store import RunStore, model_label, task_label
 from symlib.training import fit
 
@@ -52,14 +54,10 @@ def test_figure_4_draws_have_both_labels_and_draw_d_trains_with_seed_d():
     """A draw whose templates share one label is a constant function: figure 4 skips it."""
     r2 = labelled_draws(3, r=2, length=5, n_wildcards=3)
     assert [t.spec["seed"] for t in r2] == [3, 8, 9]  # seeds 0, 1, 2, 4, 5, 6, 7 draw one label
-    assert all(set(t.labels) == {1, -1} for t in r2)
-    for c in experiment("fig4"):
-        assert c.task["seed"] in {t.spec["seed"] for t in labelled_draws(3, **{k: v for k, v in c.task.items()
-                                                                        if k not in ("name", "seed")})}
-    seeds = {}
-    for c in experiment("fig4"):
-        seeds.setdefault(tuple(sorted((k, v) for k, v in c.task.items() if k != "seed")), {})[c.task["seed"]] = c.seed
-    assert all(sorted(m.values()) == [0, 1, 2] for m in seeds.values())  # three draws, seeds 0, 1, 2
+    variants = random_draws("paper")
+    assert all(len(ds) == 3 and all(set(t.labels) == {1, -1} for t in ds) for _, _, ds in variants)
+    drawn = {(json.dumps(t.spec, sort_keys=True), d) for _, _, ds in variants for d, t in enumerate(ds)}
+    assert {(json.dumps(c.task, sort_keys=True), c.seed) for c in experiment("fig4")} == drawn
     with pytest.raises(ValueError, match="both labels"):
         labelled_draws(1, r=1, length=5, n_wildcards=3)
 
