@@ -304,6 +304,51 @@ def fig1_width(profile: str) -> list[RunConfig]:
                    + _grid(profile, "same_different", [TRANSFORMER], [2 ** 14], SEEDS_PAPER, PAPER))
 
 
+# ----------------------------------------------------------------------------- next-token (copy)
+# Chapter: *Next-token experiments*.  The copy model is the calibration's (the authors' next-token
+# model at their defaults): depth 2, 4 heads × 64, MLP 256, tied N(0, 1) embedding, final LN
+# without affine [ours: the paper does not give widths]; only the embedding dimension d varies.
+
+COPY_TRANSFORMER = ModelConfig(kind="transformer", dim=64, depth=2, heads=4, dim_head=64, mlp_dim=256)
+COPY_DIMS = [32, 64, 128, 256, 512, 1024]
+COPY_SCALES = [1.0, 3.0, 10.0, 30.0, 100.0]  # identity_scale of the VO term in copy_vo_scale
+COPY_FULL_UNTIL = 64  # d <= this: every run trains the full 1000 epochs (the rule's ground truth)
+
+
+def copy_model(d: int, vo: bool = False, kq: bool = False, scale: float = 1.0) -> ModelConfig:
+    """The copy model at embedding dimension ``d``, optionally with the identity terms ×``scale``."""
+    return replace(COPY_TRANSFORMER, dim=d, vo_identity=vo, kq_identity=kq, identity_scale=scale)
+
+
+def _n_upto(top: int) -> list[int]:
+    return [k for k in N_PAPER + [2 ** 14, 2 ** 15] if k <= top]
+
+
+COPY_N_MAX = {32: 512, 64: 1024, 128: 2048, 256: 4096}  # n = 4 … this, per d (extended as runs come in)
+
+
+def copy(profile: str) -> list[RunConfig]:
+    """Figure "copy": the plain copy model across d (``COPY_N_MAX``), seeds 0–2; d <= 64 trains the
+    full 1000 epochs."""
+    return [c for d, top in COPY_N_MAX.items() if d <= COPY_FULL_UNTIL
+            for c in _grid(profile, "copy", [copy_model(d)], _n_upto(top), SEEDS_PAPER, FULL)]
+
+
+def copy_protocol(profile: str) -> list[RunConfig]:
+    """Full 1000-epoch runs of the plain copy model at d = 256 (n = 64, 256, 1024; seed 0) — with
+    the full-length runs of ``copy`` at d = 32 and 64, the ground truth against which an early
+    stopping rule for next-token runs is checked before it is used at larger d."""
+    return _grid(profile, "copy", [copy_model(256)], [64, 256, 1024], [0], FULL)
+
+
+def copy_vo_scale(profile: str) -> list[RunConfig]:
+    """How fast must ``b_h`` grow?  The copy model + VO with the identity term ×1 … ×100
+    (``COPY_SCALES``) at d = 64, 256, 1024, n = 4 … 128, seed 0, full 1000 epochs — the choice of
+    the multiplier used by ``copy`` (the paper does not give it)."""
+    models = [copy_model(d, vo=True, scale=s) for d in (64, 256, 1024) for s in COPY_SCALES]
+    return _grid(profile, "copy", models, [4, 8, 16, 32, 64, 128], [0], FULL)
+
+
 EXPERIMENTS = {
     "protocol": protocol,
     "protocol_large": protocol_large,
@@ -320,6 +365,9 @@ EXPERIMENTS = {
     "last_layer_width": last_layer_width,
     "kq_scale": kq_scale,
     "fig1_width": fig1_width,
+    "copy": copy,
+    "copy_protocol": copy_protocol,
+    "copy_vo_scale": copy_vo_scale,
 }
 
 

@@ -193,6 +193,7 @@ class TemplateModule(L.LightningModule):
         self.model, self.kind, self.cfg, self.data = model, kind, train, data
         self.curve: list[dict] = []
         self._losses: list[torch.Tensor] = []  # detached batch losses of the epoch
+        self._errors: list[torch.Tensor] = []  # detached batch 0-1 errors (before the step)
         self._sizes: list[int] = []
         self.automatic_optimization = False  # one plain Adam step per batch: least overhead
 
@@ -201,12 +202,14 @@ class TemplateModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = loss_fn(self.kind, self.model(x), y)
+        out = self.model(x)
+        loss = loss_fn(self.kind, out, y)
         opt = self.optimizers()
         opt.zero_grad()
         self.manual_backward(loss)
         opt.step()
         self._losses.append(loss.detach())
+        self._errors.append(error_fn(self.kind, out.detach(), y))
         self._sizes.append(len(x))
 
     def configure_optimizers(self):
@@ -228,12 +231,13 @@ class TemplateModule(L.LightningModule):
         epoch = self.current_epoch + 1
         sizes = torch.tensor(self._sizes, dtype=torch.float32)
         train_loss = float((torch.stack(self._losses).cpu() * sizes).sum() / sizes.sum())
-        self._losses, self._sizes = [], []
+        train_error = float((torch.stack(self._errors).cpu() * sizes).sum() / sizes.sum())
+        self._losses, self._errors, self._sizes = [], [], []
         if epoch % self.cfg.eval_every and epoch != self.cfg.epochs:
             return
         val_loss, val_error = self.evaluate("val")
         test_loss, test_error = self.evaluate("test")
-        self.curve.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+        self.curve.append({"epoch": epoch, "train_loss": train_loss, "train_error": train_error, "val_loss": val_loss,
                            "val_error": val_error, "test_loss": test_loss, "test_error": test_error})
         if converged(self.curve, self.cfg):
             self.trainer.should_stop = True
@@ -326,10 +330,11 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
 
 def summarize(curve: list[dict]) -> dict:
     """Final metrics (the last evaluation, the paper's protocol) and, for reference, the test
-    metrics at the evaluation of lowest validation loss."""
+    metrics at the evaluation of lowest validation loss.  ``train_error`` is the epoch's 0-1 error
+    on its training batches, each measured before its step (records before it was added lack it)."""
     last = curve[-1]
     best = min(curve, key=lambda r: r["val_loss"])
-    return {"epochs_run": last["epoch"], "train_loss": last["train_loss"],
+    return {"epochs_run": last["epoch"], "train_loss": last["train_loss"], "train_error": last["train_error"],
             "val_loss": last["val_loss"], "val_error": last["val_error"],
             "test_loss": last["test_loss"], "test_error": last["test_error"],
             "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
