@@ -153,6 +153,20 @@ class TemplateTask:
         return True
 
     @property
+    def other_label_positions(self) -> tuple[tuple[int, ...], ...]:
+        """Per template, the positions holding the label of *another* template (next-token).
+
+        In variable binding, ``α = γ ; β = δ ; print ( α ) → γ``, the other template's label δ
+        sits at position 6: a prediction equal to the token there is "the value of the wrong
+        variable", the error the paper expects on the way to learning the task (chapter
+        *Next-token experiments*).  Empty tuples for a task with one template or other kinds."""
+        if self.kind != "next_token":
+            return tuple(() for _ in self.templates)
+        return tuple(tuple(p for p, s in enumerate(z)
+                           if s != y and any(s == y2 for y2 in self.labels if y2 != y))
+                     for z, y in zip(self.templates, self.labels))
+
+    @property
     def n_classes(self) -> int:
         return 1 + max(self.labels) if self.kind == "classification" else 0
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -36,6 +37,13 @@ from .tasks import from_spec, get_task
 from .templates import TemplateTask
 
 OPTIMIZERS = ("adam", "sgd")
+STOP_METRICS = ("val_loss", "val_error")
+
+
+def without_added_defaults(d: dict, added: dict) -> dict:
+    """``d`` without the fields of ``added`` that hold their default: a field added to a config
+    after runs were stored must not change the stored runs' hashes."""
+    return {k: v for k, v in d.items() if not (k in added and v == added[k])}
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,12 @@ class TrainConfig:
 
     Early stopping is off by default.  With ``stop_train_loss`` set, a run stops at the first
     evaluation where the epoch's train loss is below ``stop_train_loss`` *and* the validation
-    loss moved by at most ``stop_val_rtol`` (relative; absolute floor 1e-6) over the last
-    ``stop_window`` epochs.  The validation alphabet is disjoint from the test alphabet, so the
-    rule never looks at test data.
+    metric ``stop_metric`` (``val_loss`` or ``val_error``) moved by at most ``stop_val_rtol``
+    (relative; absolute floor 1e-6) over the last ``stop_window`` epochs.  The validation alphabet
+    is disjoint from the test alphabet, so the rule never looks at test data.
+
+    Fields added after runs were stored (:data:`ADDED_FIELDS`) are left out of ``to_dict`` — and
+    so of the config hash — while at their default, so the keys of stored runs stay valid.
     """
 
     epochs: int = 1000
@@ -58,6 +69,9 @@ class TrainConfig:
     stop_train_loss: float | None = None
     stop_window: int = 100
     stop_val_rtol: float = 0.02
+    stop_metric: str = "val_loss"
+
+    ADDED_FIELDS = {"stop_metric": "val_loss"}
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every", "stop_window"):
@@ -72,9 +86,11 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
         if self.stop_train_loss is not None and not self.stop_train_loss > 0:
             raise ValueError(f"stop_train_loss must be a positive number or None; got {self.stop_train_loss!r}")
+        if self.stop_metric not in STOP_METRICS:
+            raise ValueError(f"unknown stop_metric {self.stop_metric!r}; allowed: {', '.join(STOP_METRICS)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return without_added_defaults(asdict(self), self.ADDED_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,18 @@ def error_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out.argmax(-1) != y).float().mean()
 
 
+def other_label_error(pred: torch.Tensor, x: torch.Tensor, y: torch.Tensor, template: torch.Tensor,
+                      positions: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+    """Share of strings whose predicted token ``pred`` (N,) is wrong and equals the token at one of
+    their template's ``positions`` (``TemplateTask.other_label_positions``): in variable binding,
+    the value of the other variable.  The rest of the test error is "any other token"."""
+    mask = torch.zeros(len(positions), x.shape[1], dtype=torch.bool, device=x.device)  # (T, k)
+    for j, ps in enumerate(positions):
+        mask[j, list(ps)] = True
+    hit = ((x == pred[:, None]) & mask[template]).any(1)  # (N,)
+    return (hit & (pred != y)).float().mean()
+
+
 class TemplateModule(L.LightningModule):
     """Trains ``model`` on one template task and records the learning curve.
 
@@ -219,13 +247,21 @@ class TemplateModule(L.LightningModule):
         return torch.optim.SGD(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> tuple[float, float]:
+    def evaluate(self, split: str) -> dict[str, float]:
+        """``{split}_loss``, ``{split}_error`` and, for a next-token task whose templates hold each
+        other's labels (variable binding), ``{split}_error_other_label``: the share of strings
+        answered with another template's label (:func:`other_label_error`)."""
         was_training = self.model.training
         self.model.eval()
         x, y = self.data.x[split].to(self.device), self.data.y[split].to(self.device)
         out = self.model(x)
         self.model.train(was_training)
-        return loss_fn(self.kind, out, y).item(), error_fn(self.kind, out, y).item()
+        row = {f"{split}_loss": loss_fn(self.kind, out, y).item(), f"{split}_error": error_fn(self.kind, out, y).item()}
+        positions = self.data.task.other_label_positions
+        if any(positions):
+            template = self.data.template[split].to(self.device)
+            row[f"{split}_error_other_label"] = other_label_error(out.argmax(-1), x, y, template, positions).item()
+        return row
 
     def on_train_epoch_end(self):
         epoch = self.current_epoch + 1
@@ -235,10 +271,8 @@ class TemplateModule(L.LightningModule):
         self._losses, self._errors, self._sizes = [], [], []
         if epoch % self.cfg.eval_every and epoch != self.cfg.epochs:
             return
-        val_loss, val_error = self.evaluate("val")
-        test_loss, test_error = self.evaluate("test")
-        self.curve.append({"epoch": epoch, "train_loss": train_loss, "train_error": train_error, "val_loss": val_loss,
-                           "val_error": val_error, "test_loss": test_loss, "test_error": test_error})
+        self.curve.append({"epoch": epoch, "train_loss": train_loss, "train_error": train_error,
+                           **self.evaluate("val"), **self.evaluate("test")})
         if converged(self.curve, self.cfg):
             self.trainer.should_stop = True
 
@@ -253,7 +287,7 @@ def converged(curve: list[dict], cfg: TrainConfig) -> bool:
     back = [r for r in curve if r["epoch"] <= curve[-1]["epoch"] - cfg.stop_window]
     if not back:
         return False
-    before, now = back[-1]["val_loss"], curve[-1]["val_loss"]
+    before, now = back[-1][cfg.stop_metric], curve[-1][cfg.stop_metric]
     return abs(now - before) <= max(cfg.stop_val_rtol * before, VAL_FLOOR)
 
 
@@ -288,7 +322,8 @@ class EpochBar(L.Callback):
 
 def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None,
         data: DataConfig | int = 64, seed: int = 0, *, threads: int | None = 1,
-        progress: bool = False, return_model: bool = False, cache_features: bool = True):
+        progress: bool = False, return_model: bool = False, cache_features: bool = True,
+        device: str = "auto"):
     """Train one run and return its :class:`RunResult` (and the model if ``return_model``).
 
     ``task``: a registry name, a spec dict, a ``TemplateTask`` or a :class:`RunConfig` (then the
@@ -297,8 +332,10 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
     ``cache_features``: when only the readout trains, compute the frozen body's features once
     (:func:`~symlib.models.cached_readout`) — the same optimisation, without the body's forward
     pass at every step; a pure speed-up, so not part of the config hash (a test checks that
-    both paths agree).
+    both paths agree).  ``device``: ``"auto"`` (a GPU when torch sees one, else the CPU), ``"cpu"``
+    or ``"cuda"`` (:func:`accelerator`); the device used is recorded in the provenance.
     """
+    accel = accelerator(device)
     cfg = task if isinstance(task, RunConfig) else run_config(task, model, train, data, seed)
     the_task = from_spec(cfg.task)
     old_threads = torch.get_num_threads()
@@ -317,7 +354,7 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
             fit_data = replace(task_data, x=features)
         module = TemplateModule(trained, the_task.kind, cfg.train, fit_data)
         with _quiet():
-            trainer = _trainer(cfg.train, progress)
+            trainer = _trainer(cfg.train, progress, accel)
             trainer.fit(module, datamodule=TemplateDataModule(fit_data, cfg.train.batch_size, cfg.seed))
         wall = time.perf_counter() - start
     finally:
@@ -334,16 +371,36 @@ def summarize(curve: list[dict]) -> dict:
     on its training batches, each measured before its step (records before it was added lack it)."""
     last = curve[-1]
     best = min(curve, key=lambda r: r["val_loss"])
+    extra = {k: last[k] for k in ("test_error_other_label",) if k in last}
     return {"epochs_run": last["epoch"], "train_loss": last["train_loss"], "train_error": last["train_error"],
             "val_loss": last["val_loss"], "val_error": last["val_error"],
-            "test_loss": last["test_loss"], "test_error": last["test_error"],
+            "test_loss": last["test_loss"], "test_error": last["test_error"], **extra,
             "best_epoch": best["epoch"], "best_val_loss": best["val_loss"],
             "best_test_loss": best["test_loss"], "best_test_error": best["test_error"]}
 
 
-def _trainer(train: TrainConfig, progress: bool) -> L.Trainer:
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def accelerator(device: str) -> str:
+    """Lightning's accelerator for ``device`` (one of :data:`DEVICES`); a clear error for a GPU that
+    is not there.  On CUDA, deterministic cuBLAS needs a fixed workspace, set here unless the
+    caller chose one."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU "
+                         f"(torch {torch.__version__}); use device 'cpu' or 'auto'")
+    if device == "cpu" or not cuda:
+        return "cpu"
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic=True
+    return "gpu"
+
+
+def _trainer(train: TrainConfig, progress: bool, accel: str = "cpu") -> L.Trainer:
     return L.Trainer(
-        max_epochs=train.epochs, accelerator="auto", devices=1, logger=False,
+        max_epochs=train.epochs, accelerator=accel, devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, deterministic=True,
         callbacks=[EpochBar()] if progress else [])

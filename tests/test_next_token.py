@@ -1,0 +1,170 @@
+"""The next-token experiments: the tied readout, the error over the whole vocabulary, the binding
+error decomposition, device selection, early stopping on validation error, and the summaries of
+symlib.next_token (fit, n*, the log-log slope, the verdict rule)."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import symlib as S
+from symlib import next_token as NT
+from symlib.experiments import experiment
+from symlib.training import TrainConfig, accelerator, converged, other_label_error
+
+TINY = S.ModelConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
+SMALL_DATA = S.DataConfig(n=16, n_val=16, val_alphabet=16, n_test=32, test_alphabet=32)
+
+
+def test_tied_readout_scores_every_token_of_the_vocabulary_with_the_embedding():
+    task = S.get_task("copy")
+    data = S.make_data(task, SMALL_DATA, seed=0)
+    model = S.build_model(TINY, data.vocab_size, task.length, task.kind, seed=0)
+    x = data.x["test"]
+    out = model(x)
+    assert out.shape == (len(x), data.vocab_size)                     # every token, unseen ones too
+    h = model.tok_emb(x) + model.pos_emb
+    for block in model.blocks:
+        h = block(h)
+    hidden = torch.nn.functional.layer_norm(h[:, -1], (TINY.dim,))     # final LN without affine
+    assert torch.allclose(out, hidden @ model.tok_emb.weight.T, atol=1e-5)
+    assert model.ln_f.weight is None                                  # no affine: nothing to learn there
+
+
+def test_test_error_is_the_argmax_over_the_whole_vocabulary():
+    """A model that always answers a training token is wrong on every test string, even though a
+    test target is among the scored tokens: the error is not restricted to the test alphabet."""
+    task = S.get_task("copy")
+    data = S.make_data(task, SMALL_DATA, seed=0)
+    result, model = S.fit(task, TINY, TrainConfig(epochs=1, eval_every=1), data=SMALL_DATA, return_model=True)
+    with torch.no_grad():
+        out = model(data.x["test"])
+    assert result.metrics["test_error"] == pytest.approx((out.argmax(-1) != data.y["test"]).float().mean().item())
+    y = data.y["test"]
+    fake = torch.zeros(len(y), data.vocab_size)
+    fake[:, data.offsets["train"]] = 1.0                              # always the first training token
+    assert S.training.error_fn("next_token", fake, y).item() == 1.0
+    fake[torch.arange(len(y)), y] = 2.0                               # now the target wins everywhere
+    assert S.training.error_fn("next_token", fake, y).item() == 0.0
+
+
+def test_binding_error_splits_into_the_other_value_and_any_other_token():
+    task = S.get_task("variable_binding")
+    assert task.other_label_positions == ((6,), (2,))                # δ for "print ( α )", γ for "print ( β )"
+    data = S.make_data(task, S.DataConfig(n=32), seed=0)
+    x, y, t = data.x["test"][:4], data.y["test"][:4], data.template["test"][:4]
+    other = torch.where(t == 0, x[:, 6], x[:, 2])                     # the other variable's value
+    pred = torch.stack([y[0], other[1], other[2], x[3, 0]])           # right, other, other, a name
+    err = other_label_error(pred, x, y, t, task.other_label_positions)
+    assert err.item() == pytest.approx(2 / 4)
+    assert S.get_task("copy").other_label_positions == ((),)
+
+
+def test_binding_runs_record_the_decomposition():
+    r = S.fit("variable_binding", TINY, TrainConfig(epochs=2, eval_every=1), data=16)
+    assert 0 <= r.metrics["test_error_other_label"] <= r.metrics["test_error"] <= 1
+    assert "test_error_other_label" not in S.fit("copy", TINY, TrainConfig(epochs=2, eval_every=1), data=8).metrics
+
+
+def test_device_selection_is_explicit_and_recorded():
+    assert accelerator("cpu") == "cpu"
+    assert accelerator("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'; allowed: auto, cpu, cuda"):
+        accelerator("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            S.fit("copy", TINY, TrainConfig(epochs=1), data=8, device="cuda")
+    r = S.fit("copy", TINY, TrainConfig(epochs=1), data=8, device="cpu")
+    assert r.provenance["device"] == "cpu"
+
+
+def test_stop_metric_is_validated_and_keeps_old_hashes():
+    assert "stop_metric" not in TrainConfig().to_dict()               # stored runs keep their keys
+    assert TrainConfig(stop_metric="val_error").to_dict()["stop_metric"] == "val_error"
+    with pytest.raises(ValueError, match="unknown stop_metric 'test_error'; allowed: val_loss, val_error"):
+        TrainConfig(stop_metric="test_error")
+    rule = TrainConfig(stop_train_loss=0.01, stop_window=40, stop_metric="val_error")
+    curve = [{"epoch": e, "train_loss": tl, "val_loss": vl, "val_error": ve}
+             for e, tl, vl, ve in [(20, 1.0, 5.0, 0.9), (40, 0.005, 1.0, 0.3), (60, 0.004, 0.8, 0.3),
+                                   (80, 0.003, 0.6, 0.3)]]
+    assert not converged(curve[:3], rule)                             # no evaluation 40 epochs back yet
+    assert converged(curve, rule)                                     # val error flat while val loss falls
+    assert not converged(curve, TrainConfig(stop_train_loss=0.01, stop_window=40))  # val loss still moving
+
+
+def _frame(rows):
+    """rows: (model, d, n, seed, train_error, test_error)."""
+    return pd.DataFrame(rows, columns=["model", "model.dim", "n", "seed", "train_error", "test_error"])
+
+
+def test_n_star_needs_the_error_to_stay_low_and_skips_unfit_points():
+    rows = []
+    for seed in (0, 1):
+        for n, err in [(4, 0.9), (8, 0.05), (16, 0.3), (32, 0.05), (64, 0.01)]:
+            rows.append(("plain", 64, n, seed, 0.0, err))
+    rows.append(("plain", 64, 128, 0, 0.5, 0.9))                      # did not fit its training set
+    rows.append(("plain", 64, 128, 1, 0.0, 0.0))
+    table = NT.fit_table(_frame(rows))
+    assert table.set_index("n").fits.to_dict() == {4: True, 8: True, 16: True, 32: True, 64: True, 128: False}
+    star = NT.n_star(_frame(rows)).iloc[0]
+    assert star.n_star == 32                                          # 8 is below 0.1 but 16 goes back to 0.3
+    assert star.unfit == 1 and star.n_max == 128
+
+
+def test_n_star_is_nan_when_never_below():
+    rows = [("plain", 1024, n, 0, 0.0, 0.95) for n in (4, 8, 16)]
+    assert math.isnan(NT.n_star(_frame(rows)).iloc[0].n_star)
+
+
+def test_loglog_slope_recovers_a_power_law_and_its_interval():
+    d = [32, 64, 128, 256]
+    exact = NT.loglog_slope(d, [2 * x for x in d])
+    assert exact["slope"] == pytest.approx(1.0) and exact["low"] == pytest.approx(1.0)
+    noisy = NT.loglog_slope(d, [64, 256, 256, 2048])
+    assert noisy["low"] < noisy["slope"] < noisy["high"] and noisy["points"] == 4
+    assert math.isnan(NT.loglog_slope([32, 64], [8, 16])["low"])      # two points: no interval
+    assert NT.loglog_slope([32, 64, 128], [8, math.nan, 32])["points"] == 2
+
+
+@pytest.mark.parametrize("low, high, vo, verdict", [
+    (0.5, 1.5, [8, 16, 32], "reproduced"),
+    (0.5, 0.9, [8, 16, 32], "partial"),                               # grows, but slower than linear
+    (-0.2, 1.5, [8, 16, 32], "partial"),
+    (0.5, 1.5, [8, 64, 32], "partial"),
+    (0.5, 1.5, [8, math.nan, 32], "partial"),
+    (-0.2, 0.5, [64, 64, 64], "not reproduced"),
+])
+def test_copy_verdict_rule(low, high, vo, verdict):
+    got, checks = NT.copy_verdict({"low": low, "high": high}, pd.Series(vo))
+    assert got == verdict and len(checks) == 3
+
+
+def test_choose_vo_scale_takes_the_smallest_that_works_at_every_d():
+    table = pd.DataFrame([(s, d, n) for s, ns in [(1, [64, 128]), (10, [8, 64]), (30, [8, 16]), (100, [4, 8])]
+                          for d, n in zip((64, 256), ns)], columns=["scale", "d", "n_star"])
+    assert NT.choose_vo_scale(table) == 30
+    never = table.assign(n_star=[math.nan, math.nan, 64, 256, 128, 128, 512, math.nan])
+    assert NT.choose_vo_scale(never) == 30                            # smallest worst case (128)
+
+
+def test_rule_check_replays_a_rule_on_full_runs():
+    curve = [{"epoch": e, "train_loss": tl, "train_error": te, "val_loss": 1.0, "val_error": ve, "test_error": t}
+             for e, tl, te, ve, t in [(20, 2.0, 0.9, 0.9, 0.9), (40, 0.005, 0.0, 0.3, 0.31),
+                                      (60, 0.004, 0.0, 0.3, 0.30), (80, 0.003, 0.0, 0.3, 0.25)]]
+    run = S.training.RunResult("k", S.training.run_config("copy", TINY, data=8).to_dict(), {}, curve, 1.0)
+    rule = TrainConfig(stop_train_loss=0.01, stop_window=20, stop_metric="val_error")
+    check = NT.rule_check([run], rule)
+    assert check.stop_epoch.tolist() == [60] and check.change.iloc[0] == pytest.approx(0.05)
+    assert not NT.rule_holds(check) and NT.rule_holds(check, tolerance=0.06)
+
+
+def test_copy_experiments_have_their_shapes():
+    for name in ("copy", "copy_protocol", "copy_vo_scale"):
+        configs = experiment(name)
+        assert configs and all(c.task == {"name": "copy"} for c in configs)
+        assert all(c.model.heads == 4 and c.model.dim_head == 64 and c.model.mlp_dim == 256 for c in configs)
+        smoke = experiment(name, profile="smoke")
+        assert smoke and all(c.train.epochs <= 10 for c in smoke)
+    full = [c for c in experiment("copy") if c.model.dim <= 64]
+    assert full and all(c.train.stop_train_loss is None for c in full)
