@@ -38,6 +38,7 @@ from .templates import TemplateTask
 
 OPTIMIZERS = ("adam", "sgd")
 STOP_METRICS = ("val_loss", "val_error")
+PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # TrainConfig.precision -> Lightning's name
 
 
 def without_added_defaults(d: dict, added: dict) -> dict:
@@ -70,22 +71,27 @@ class TrainConfig:
     stop_window: int = 100
     stop_val_rtol: float = 0.02
     stop_metric: str = "val_loss"
+    precision: str = "32"  # "bf16": training steps under bf16 autocast (evaluation stays float32)
 
-    ADDED_FIELDS = {"stop_metric": "val_loss"}
+    ADDED_FIELDS = {"stop_metric": "val_loss", "precision": "32"}
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every", "stop_window"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"train {name} must be a positive integer; got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"train lr must be a positive number; got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"train lr must be a finite positive number; got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
-        if self.stop_train_loss is not None and not self.stop_train_loss > 0:
-            raise ValueError(f"stop_train_loss must be a positive number or None; got {self.stop_train_loss!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
+                and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {self.weight_decay!r}")
+        if self.stop_train_loss is not None and not (isinstance(self.stop_train_loss, (int, float))
+                                                     and math.isfinite(self.stop_train_loss) and self.stop_train_loss > 0):
+            raise ValueError(f"stop_train_loss must be a finite positive number or None; got {self.stop_train_loss!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.stop_metric not in STOP_METRICS:
             raise ValueError(f"unknown stop_metric {self.stop_metric!r}; allowed: {', '.join(STOP_METRICS)}")
 
@@ -400,7 +406,7 @@ def accelerator(device: str) -> str:
 
 def _trainer(train: TrainConfig, progress: bool, accel: str = "cpu") -> L.Trainer:
     return L.Trainer(
-        max_epochs=train.epochs, accelerator=accel, devices=1, logger=False,
+        max_epochs=train.epochs, accelerator=accel, devices=1, logger=False, precision=PRECISIONS[train.precision],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, deterministic=True,
         callbacks=[EpochBar()] if progress else [])
