@@ -5,8 +5,11 @@
     run_sweep(configs, scheduler="tcp://…")  # the same sweep on a Dask cluster
 
 A sweep killed at any moment and restarted loses nothing (every finished run is already a
-record) and redoes nothing (records are found by config hash).  Progress — runs done / total and
-an ETA — goes to stderr.  Locally, tiny models run faster as several single-threaded processes
+record) and redoes nothing (records are found by config hash).  Before computing anything it
+checks that the store can be written, and it claims each run just before computing it, so two
+sweeps on one store share the work instead of doing it twice; a run another live sweep has
+claimed is waited for (and computed here if that sweep dies without its record).  Progress —
+runs done / total and an ETA — goes to stderr.  Locally, tiny models run faster as several single-threaded processes
 than as one process with many threads (README, *Performance*), so ``workers`` defaults to the
 number of cores, each run with ``threads=1``.  Used by the experiment chapters through
 :mod:`symlib.experiments`.
@@ -18,7 +21,8 @@ import itertools
 import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Iterable, Mapping
 
 from .data import DataConfig
@@ -44,8 +48,9 @@ def grid(tasks, models: Mapping[str, ModelConfig] | Iterable[ModelConfig], n: It
 
 def missing(configs: Iterable[RunConfig], store: RunStore) -> list[RunConfig]:
     """Configs without a record, deduplicated; seed by seed (so an interrupted sweep leaves whole
-    curves), most expensive first within a seed (better packing of the workers)."""
-    todo = {c.key: c for c in configs if c not in store}
+    curves), most expensive first within a seed (better packing of the workers).  Every existing
+    record is read, so a corrupt one is an error naming it, not a run counted as stored."""
+    todo = {c.key: c for c in configs if store.get(c) is None}
     return sorted(todo.values(), key=lambda c: (c.seed, -c.data.n * c.train.epochs))
 
 
@@ -73,51 +78,131 @@ def _run_one(config: dict) -> dict:
 
 
 def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, workers: int | None = None,
-              scheduler=None, progress: bool | None = None) -> list[RunResult]:
+              scheduler=None, progress: bool | None = None, poll: float = 5.0) -> list[RunResult]:
     """Compute every config missing from ``store`` and return the results of all ``configs``.
 
     ``workers=1`` runs in this process; ``workers>1`` uses a pool of spawned processes;
     ``scheduler`` (a Dask scheduler address, or a ``distributed.Client``) sends runs to a Dask
-    cluster instead.  Each run's record is written by this process as soon as it arrives.
-    ``progress=None`` shows the bar on stderr except inside a notebook kernel.
+    cluster instead.  Each run is claimed (:meth:`RunStore.claim`) just before it is handed to a
+    worker, and its record written by this process as soon as it arrives.  Runs claimed by another
+    live sweep are checked every ``poll`` seconds until their record appears (or their claim
+    dies, and this sweep computes them).  ``progress=None`` shows the bar on stderr except inside
+    a notebook kernel.
     """
     configs = list(configs)
     store = store or RunStore()
     todo = missing(configs, store)
+    if todo:
+        store.check_writable()
     bar = _bar(len({c.key for c in configs}), len(todo), progress)
     try:
         if not todo:
             pass
         elif scheduler is not None:
-            _run_dask(todo, store, scheduler, bar)
+            from distributed import Client
+            client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+            try:
+                _drain(todo, store, _DaskRunner(client), bar, poll)
+            finally:
+                if client is not scheduler:
+                    client.close()
         elif (workers or os.cpu_count() or 1) <= 1 or len(todo) == 1:
-            for c in todo:
-                store.put(fit(c, threads=1))
-                bar.update(1)
+            _drain(todo, store, _InlineRunner(), bar, poll)
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers or os.cpu_count(), len(todo)), mp_context=ctx,
-                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-                futures = [pool.submit(_run_one, c.to_dict()) for c in todo]
-                for f in as_completed(futures):
-                    store.put(RunResult.from_dict(f.result()))
-                    bar.update(1)
+            size = min(workers or os.cpu_count(), len(todo))
+            with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
+                _drain(todo, store, _PoolRunner(pool, size), bar, poll)
     finally:
         bar.close()
     return store.load(configs)
 
 
-def _run_dask(todo: list[RunConfig], store: RunStore, scheduler, bar) -> None:
-    from distributed import Client, as_completed as dask_completed
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+def _drain(todo: list[RunConfig], store: RunStore, runner, bar, poll: float) -> None:
+    """Hand the runs of ``todo`` (in order) to ``runner`` as it has room, each claimed first;
+    skip those another sweep finished; wait for those another live sweep holds."""
+    queue, running = list(todo), {}
     try:
-        futures = client.map(_run_one, [c.to_dict() for c in todo], pure=False)
-        for f in dask_completed(futures):
-            store.put(RunResult.from_dict(f.result()))
-            bar.update(1)
+        while queue or running:
+            held = []
+            for i, c in enumerate(queue):
+                if len(running) >= runner.capacity:
+                    held += queue[i:]
+                    break
+                if c in store:                      # finished by another sweep meanwhile
+                    bar.update(1)
+                elif store.claim_holder(c.key) is not None or not store.claim(c.key):
+                    held.append(c)                  # being computed by another sweep
+                elif c in store:                    # finished just before we claimed it
+                    store.release(c.key)
+                    bar.update(1)
+                else:
+                    try:
+                        f = runner.submit(c)
+                    except BaseException:
+                        store.release(c.key)
+                        raise
+                    running[f] = c
+            queue = held
+            if running:
+                for f in runner.wait(list(running)):
+                    c = running.pop(f)
+                    try:
+                        store.put(RunResult.from_dict(f.result()))
+                    finally:
+                        store.release(c.key)
+                    bar.update(1)
+            elif queue:
+                time.sleep(poll)
     finally:
-        if client is not scheduler:
-            client.close()
+        for c in running.values():
+            store.release(c.key)
+
+
+class _InlineRunner:
+    """One run at a time, in this process (``submit`` returns a finished future)."""
+
+    capacity = 1
+
+    def submit(self, config: RunConfig) -> Future:
+        f = Future()
+        f.set_result(fit(config, threads=1).to_dict())
+        return f
+
+    def wait(self, futures):
+        return futures
+
+
+class _PoolRunner:
+    """A process pool, kept busy with at most ``capacity`` runs in flight (so that runs are
+    claimed only when a worker is free for them)."""
+
+    def __init__(self, pool: ProcessPoolExecutor, capacity: int):
+        self.pool, self.capacity = pool, capacity
+
+    def submit(self, config: RunConfig) -> Future:
+        return self.pool.submit(_run_one, config.to_dict())
+
+    def wait(self, futures):
+        return wait(futures, return_when=FIRST_COMPLETED).done
+
+
+class _DaskRunner:
+    """A Dask cluster: every run handed over at once (the scheduler queues them; a cluster's
+    workers may arrive after the sweep starts), so each is claimed up front."""
+
+    capacity = float("inf")
+
+    def __init__(self, client):
+        self.client = client
+
+    def submit(self, config: RunConfig):
+        return self.client.submit(_run_one, config.to_dict(), pure=False)
+
+    def wait(self, futures):
+        from distributed import wait as dask_wait
+        return dask_wait(futures, return_when="FIRST_COMPLETED").done
 
 
 def in_notebook() -> bool:

@@ -1,0 +1,192 @@
+"""Issue 20, "nothing overwrites the paper's results, every input either runs or is refused
+clearly": one test per defect, named after it (d01 … d13, most severe first).
+
+Book tests run a one-chapter book in ``tmp_path`` (its own ``_toc.yml``, ``data/`` and ``_build/``),
+so no committed notebook or record is ever at risk, even before the fixes."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import symlib.store as store_mod
+import symlib.sweep as sweep_mod
+from symlib import book, status
+from symlib.cli import main
+from symlib.data import DataConfig
+from symlib.experiments import experiment
+from symlib.models import ModelConfig
+from symlib.store import REPO_DATA, CorruptRecord, RunStore
+from symlib.sweep import grid, run_sweep
+from symlib.tasks import from_spec, get_task
+from symlib.templates import make_task
+from symlib.training import RunResult, TrainConfig, fit, run_config
+
+TINY = {"mlp": ModelConfig(kind="mlp", hidden=8)}
+TRAIN = TrainConfig(epochs=4, eval_every=2)
+DATA = {"n_test": 16, "test_alphabet": 16, "n_val": 8, "val_alphabet": 8}
+
+
+def tiny_configs(seeds=(0, 1)):
+    return grid("same_different", TINY, n=[4, 8, 16], seeds=list(seeds), train=TRAIN, data=DATA)
+
+
+def write_notebook(path: Path, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, path)
+
+
+def tiny_book(root: Path, *cells: str) -> Path:
+    """A book of one chapter, ``chapters/ch.ipynb`` (parameters ``profile`` and ``n``), laid out
+    like the repository (its paper store is ``root/data``).  Returns its ``_toc.yml``."""
+    (root / "chapters").mkdir(parents=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: chapters/ch\n")
+    (root / "_config.yml").write_text("title: tiny\n")
+    (root / "references.bib").write_text("")
+    write_notebook(root / "chapters" / "ch.ipynb", 'profile = "paper"\nn = 64',
+                   *(cells or ['print("n =", n)']))
+    return root / "_toc.yml"
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+class Ran(Exception):
+    """Raised by a stub in place of executing a chapter: the book got as far as executing."""
+
+
+# ----------------------------------------------------------------------------- 5
+
+
+def test_d05_an_unwritable_store_is_refused_before_computing(tmp_path, monkeypatch, capsys):
+    computed = []
+    monkeypatch.setattr(sweep_mod, "fit", lambda c, **kw: computed.append(c.key))
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    assert main(["sweep", "protocol", "--profile", "smoke", "--workers", "1", "--data", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to the run store" in err and str(a_file) in err and "Traceback" not in err
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(store_mod.tempfile, "mkstemp", read_only)
+    with pytest.raises(ValueError, match=r"cannot write to the run store .*Permission denied"):
+        run_sweep(tiny_configs(), RunStore(tmp_path / "ro"), workers=1, progress=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(sweep_mod, "fit", lambda c, **kw: computed.append(c.key))
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(store_mod.os, "fsync", full)
+    with pytest.raises(ValueError, match=r"cannot write to the run store .*No space left on device"):
+        run_sweep(tiny_configs(), RunStore(tmp_path / "full"), workers=1, progress=False)
+    assert computed == []                                                  # nothing was computed in vain
+    assert not [p for p in (tmp_path / "full" / "runs").iterdir()]          # and the probe left nothing
+
+
+# ----------------------------------------------------------------------------- 8
+
+
+def test_d08_orphan_temp_files_are_removed(tmp_path):
+    store = RunStore(tmp_path)
+    store.runs.mkdir(parents=True)
+    orphan = store.runs / f".0123456789abcdef.json.{dead_pid()}.x1y2.tmp"   # its writer was killed
+    live = store.runs / f".fedcba9876543210.json.{os.getpid()}.a1b2.tmp"    # a write in progress
+    old_style = store.runs / ".0011223344556677.json.q9w8.tmp"               # pre-pid name, an hour old
+    recent_old_style = store.runs / ".8899aabbccddeeff.json.z7z7.tmp"
+    for p in (orphan, live, old_style, recent_old_style):
+        p.write_text("{")
+    os.utime(old_style, (time.time() - 7200, time.time() - 7200))
+    run_sweep(tiny_configs([0])[:1], store, workers=1, progress=False)
+    assert not orphan.exists() and not old_style.exists()
+    assert live.exists() and recent_old_style.exists()
+
+
+def test_d08_dry_run_does_not_count_corrupt_records_as_stored(tmp_path, capsys):
+    config = experiment("protocol", "smoke")[0]
+    bad = RunStore(tmp_path).path(config.key)
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"key": "' + config.key + '", "conf')                  # a truncated record
+    assert main(["sweep", "protocol", "--profile", "smoke", "--data", str(tmp_path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not valid JSON" in err and "delete it" in err
+
+
+# ----------------------------------------------------------------------------- 11
+
+
+def test_d11_records_are_readable_by_all(tmp_path):
+    store = RunStore(tmp_path)
+    path = store.put(fit(tiny_configs([0])[0]))
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_d11_a_claim_is_held_by_a_live_process_only(tmp_path):
+    store = RunStore(tmp_path)
+    key = "0123456789abcdef"
+    assert store.claim(key) and not store.claim(key)                       # held by this (live) process
+    store.release(key)
+    store.claim_path(key).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    assert store.claim(key)                                                # a dead holder is ignored
+    assert json.loads(store.claim_path(key).read_text())["pid"] == os.getpid()
+    store.release(key)
+    assert not store.claim_path(key).exists()
+
+
+def test_d11_a_sweep_waits_for_a_run_claimed_by_a_live_sweep(tmp_path):
+    store = RunStore(tmp_path)
+    config = tiny_configs([0])[0]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    store.runs.mkdir(parents=True)
+    store.claim_path(config.key).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+    threading.Timer(1.0, other.kill).start()                               # the other sweep dies without a record
+    start = time.perf_counter()
+    results = run_sweep([config], store, workers=1, progress=False, poll=0.1)
+    other.wait()
+    assert time.perf_counter() - start >= 0.9 and [r.key for r in results] == [config.key]
+    assert not store.claim_path(config.key).exists()
+
+
+def test_d11_two_sweeps_on_one_store_compute_each_run_once(tmp_path):
+    log, store = tmp_path / "computed.log", tmp_path / "store"
+    script = f"""
+import os, sys, time
+import symlib.sweep as S
+from symlib import ModelConfig, TrainConfig
+from symlib.store import RunStore
+real = S.fit
+def logged(c, **kw):
+    with open({str(log)!r}, "a") as f:
+        f.write(c.key + "\\n")
+    time.sleep(0.3)
+    return real(c, **kw)
+S.fit = logged
+cs = S.grid("same_different", {{"mlp": ModelConfig(kind="mlp", hidden=8)}}, n=[4, 8, 16], seeds=[0, 1],
+            train=TrainConfig(epochs=4, eval_every=2),
+            data={{"n_test": 16, "test_alphabet": 16, "n_val": 8, "val_alphabet": 8}})
+open(os.path.join({str(tmp_path)!r}, "ready-%d" % os.getpid()), "w").close()
+while len([p for p in os.listdir({str(tmp_path)!r}) if p.startswith("ready-")]) < 2:
+    time.sleep(0.02)
+S.run_sweep(cs, RunStore({str(store)!r}), workers=1, progress=False)
+"""
+    sweeps = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in sweeps] == [0, 0]
+    computed = log.read_text().split()
+    assert sorted(computed) == sorted(c.key for c in tiny_configs()), "a run was computed twice (or never)"
+    assert sorted(RunStore(store).keys()) == sorted(c.key for c in tiny_configs())
+    assert not list((store / "runs").glob(".*"))                           # no claim or temp file left
