@@ -2,8 +2,9 @@
 
     python -m symlib train --task aba_abb --model transformer --kq-identity --n 64 --seed 0
 
-prints one JSON line: the :class:`~symlib.training.RunResult` of the run.  Bad input exits with
-code 2 and a message saying what was wrong and what is allowed.  Other modules add commands
+prints one JSON line: the :class:`~symlib.training.RunResult` of the run, strict JSON (a loss
+that became NaN or infinite is printed as null, and stderr says the run diverged).  Bad input
+exits with code 2 and a message saying what was wrong and what is allowed; Ctrl-C exits with 130.  Other modules add commands
 through a ``register(subparsers)`` function listed in ``COMMANDS``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 
 from .data import DataConfig
@@ -102,14 +104,42 @@ def _train(args) -> None:
     if args.threads <= 0:
         raise ValueError(f"--threads must be a positive integer; got {args.threads}")
     result = fit(task, model, train, data, seed=args.seed, threads=args.threads, progress=args.progress)
-    print(json.dumps(result.to_dict()))
+    diverged = [row["epoch"] for row in result.curve if not all(map(_finite, row.values()))]
+    if diverged or not all(map(_finite, result.metrics.values())):
+        at = f" at epoch {diverged[0]}" if diverged else ""
+        print(f"python -m symlib train: warning: the run diverged: its loss became NaN or infinite{at} "
+              "(try a smaller --lr); non-finite numbers are printed as null", file=sys.stderr)
+    print(json.dumps(_strict(result.to_dict()), allow_nan=False))
+
+
+def _finite(x) -> bool:
+    return not isinstance(x, float) or math.isfinite(x)
+
+
+def _strict(x):
+    """``x`` with every NaN or infinite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_strict(v) for v in x]
+    return x if _finite(x) else None
 
 
 def _sweep(args) -> None:
     from .experiments import experiment
     from .store import RunStore
     from .sweep import missing, run_sweep
-    configs = experiment(args.experiment, args.profile, args.seeds)
+    configs = experiment(args.experiment, args.profile)
+    if args.seeds is not None:
+        have = sorted({c.seed for c in configs})
+        unknown = sorted(set(args.seeds) - set(have))
+        if unknown:
+            raise ValueError(f"experiment {args.experiment} ({args.profile}) has no seed "
+                             f"{', '.join(map(str, unknown))}; its seeds: {', '.join(map(str, have))}")
+        configs = [c for c in configs if c.seed in set(args.seeds)]
+    if args.data is not None and not args.data.strip():
+        raise ValueError("--data must name a folder; got an empty string (leave it out for "
+                         "$SYMLIB_DATA or the repository's data/)")
     store = RunStore(args.data)
     if args.workers is not None and args.workers <= 0:
         raise ValueError(f"--workers must be a positive integer; got {args.workers}")
@@ -132,4 +162,7 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"python -m symlib {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"python -m symlib {args.command}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
+        return 130
     return 0

@@ -61,13 +61,21 @@ class ModelConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"model {name} must be a positive integer; got {v!r}")
+        from math import isfinite
+
+        def number(v) -> bool:
+            return not isinstance(v, bool) and isinstance(v, (int, float)) and isfinite(v)
+
         for name in ("identity_scale", "logit_scale", "init_scale"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"model {name} must be a positive number; got {v!r}")
+            if not number(v) or not v > 0:
+                raise ValueError(f"model {name} must be a finite positive number; got {v!r}")
+        for name in ("kq_identity", "vo_identity", "train_last_layer_only"):  # "no" would be truthy
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model {name} must be True or False; got {getattr(self, name)!r}")
         if self.mimetic is not None:
-            if len(self.mimetic) != 2:
-                raise ValueError(f"mimetic must be a pair (alpha, beta); got {self.mimetic!r}")
+            if not (isinstance(self.mimetic, (list, tuple)) and len(self.mimetic) == 2 and all(map(number, self.mimetic))):
+                raise ValueError(f"mimetic must be a pair of finite numbers (alpha, beta); got {self.mimetic!r}")
             object.__setattr__(self, "mimetic", tuple(float(v) for v in self.mimetic))
         if self.kind != "transformer" and (self.kq_identity or self.vo_identity or self.mimetic):
             raise ValueError(f"kq_identity, vo_identity and mimetic apply to the transformer only, not {self.kind!r}")

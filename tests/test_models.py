@@ -117,7 +117,7 @@ def test_mlp_xxt_sees_equality_pattern():
     ({"kind": "cnn"}, "unknown model kind 'cnn'; allowed: transformer"),
     ({"dim": 0}, "dim must be a positive integer"),
     ({"heads": -1}, "heads must be a positive integer"),
-    ({"init_scale": 0}, "init_scale must be a positive number"),
+    ({"init_scale": 0}, "init_scale must be a finite positive number"),
     ({"kind": "mlp", "kq_identity": True}, "transformer only"),
     ({"mimetic": (1.0,)}, "pair"),
 ])

@@ -70,6 +70,51 @@ class Ran(Exception):
     """Raised by a stub in place of executing a chapter: the book got as far as executing."""
 
 
+# ----------------------------------------------------------------------------- 4
+
+
+@pytest.mark.parametrize("bad", [
+    {"lr": math.inf}, {"lr": math.nan}, {"weight_decay": math.nan}, {"stop_train_loss": math.inf}])
+def test_d04_non_finite_train_options_are_refused(bad):
+    with pytest.raises(ValueError, match="finite"):
+        TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("bad", [
+    {"identity_scale": math.inf}, {"logit_scale": math.inf}, {"init_scale": math.inf}, {"init_scale": math.nan},
+    {"mimetic": (math.nan, math.nan)}, {"mimetic": (1.0, math.inf)}, {"mimetic": ("a", 1.0)}])
+def test_d04_non_finite_model_options_are_refused(bad):
+    with pytest.raises(ValueError, match="finite"):
+        ModelConfig(**bad)
+
+
+@pytest.mark.parametrize("args", [["--lr", "inf"], ["--identity-scale", "inf"], ["--logit-scale", "inf"],
+                                  ["--init-scale", "inf"], ["--mimetic", "nan", "nan"]])
+def test_d04_non_finite_cli_numbers_exit_2(args, capsys):
+    assert main(["train", "--task", "aba_abb", "--n", "4", "--epochs", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert "finite" in err and "Traceback" not in err
+
+
+def test_d04_a_diverged_run_prints_strict_json_and_says_so(monkeypatch, capsys):
+    import symlib.cli as cli
+    nan = math.nan
+
+    def diverging(task, model, train, data, seed=0, **kwargs):
+        config = run_config(task, model, train, data, seed)
+        curve = [{"epoch": 1, "train_loss": 2.0, "test_loss": 1.0}, {"epoch": 2, "train_loss": nan, "test_loss": nan}]
+        return RunResult(config.key, config.to_dict(), {"train_loss": nan, "test_loss": math.inf}, curve, 0.1, {})
+    monkeypatch.setattr(cli, "fit", diverging)
+    assert main(["train", "--task", "aba_abb", "--n", "4", "--epochs", "2", "--lr", "10"]) == 0
+    out, err = capsys.readouterr()
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+    printed = json.loads(out, parse_constant=refuse)                       # strict JSON
+    assert printed["metrics"] == {"train_loss": None, "test_loss": None}
+    assert "diverged" in err and "epoch 2" in err
+
+
 # ----------------------------------------------------------------------------- 5
 
 
@@ -125,6 +170,22 @@ def test_d08_dry_run_does_not_count_corrupt_records_as_stored(tmp_path, capsys):
     assert main(["sweep", "protocol", "--profile", "smoke", "--data", str(tmp_path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "not valid JSON" in err and "delete it" in err
+
+
+# ----------------------------------------------------------------------------- 10
+
+
+def test_d10_silent_no_ops_are_refused(tmp_path, capsys):
+    assert main(["sweep", "protocol", "--profile", "smoke", "--seeds", "99", "--data", str(tmp_path), "--dry-run"]) == 2
+    assert "no seed 99; its seeds: 0" in capsys.readouterr().err
+    assert main(["sweep", "protocol", "--profile", "smoke", "--data", "", "--dry-run"]) == 2
+    assert "--data must name a folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="run-store root must name a folder"):
+        RunStore("")
+    for flag in ("kq_identity", "vo_identity", "train_last_layer_only"):
+        with pytest.raises(ValueError, match=f"model {flag} must be True or False; got 'no'"):
+            ModelConfig(**{flag: "no"})
+    assert ModelConfig(kq_identity=True).kq_identity is True
 
 
 # ----------------------------------------------------------------------------- 11

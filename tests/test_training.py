@@ -81,7 +81,7 @@ def test_config_hash_is_stable():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": 0}, "epochs must be a positive integer"),
-    ({"lr": -1.0}, "lr must be a positive number"),
+    ({"lr": -1.0}, "lr must be a finite positive number"),
     ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; allowed: adam, sgd"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
 ])
