@@ -23,6 +23,9 @@ import torch
 from .templates import TemplateTask, is_wildcard, wildcards
 
 SPLITS = ("train", "val", "test")
+# Largest split and alphabet, checked before anything is allocated (the paper's largest n is
+# 2^18): a split is an (n, length) tensor, an alphabet rows of the embedding.
+MAX_SIZE = 2 ** 20
 SPLIT_PREFIX = {"train": "s", "val": "v", "test": "t"}  # how alphabet tokens print
 
 
@@ -39,9 +42,9 @@ class DataConfig:
 
     def __post_init__(self):
         for name in ("n", "n_val", "n_test", "val_alphabet", "test_alphabet"):
-            _positive(name, getattr(self, name))
+            _positive(name, getattr(self, name), MAX_SIZE)
         if self.train_alphabet is not None:
-            _positive("train_alphabet", self.train_alphabet)
+            _positive("train_alphabet", self.train_alphabet, MAX_SIZE)
 
     @property
     def alphabet_sizes(self) -> dict[str, int]:
@@ -163,6 +166,7 @@ def _distinct_draws(rng: np.random.Generator, m: int, w: int, alphabet: int) -> 
         out[bad] = rng.integers(0, alphabet, size=(int(bad.sum()), w))
 
 
-def _positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+def _positive(name: str, value, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0 or (high and value > high):
+        limit = f" <= {high}" if high else ""
+        raise ValueError(f"{name} must be a positive integer{limit}; got {value!r}")

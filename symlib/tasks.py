@@ -18,6 +18,12 @@ from .templates import GREEK, TemplateTask, canonical, make_task
 
 # Which template of a pair gets +1 is not known from the paper [ours]: the first listed.
 
+# Size limits, checked before anything is allocated: a task is held in memory template by
+# template, and drawing r templates by rejection needs r <= the number that exist.  The paper's
+# tasks are far below them (majority-8: 128 templates; random templates: r <= 15, length <= 20).
+MAX_TEMPLATES = 4096
+MAX_LENGTH = 64
+
 
 def same_different() -> TemplateTask:
     """``αα → +1``, ``αβ → −1``."""
@@ -37,7 +43,8 @@ def aabb_abab() -> TemplateTask:
 def majority(k: int) -> TemplateTask:
     """Length-``k`` strings over {α, β} starting with α (2^(k−1) templates); +1 iff α holds a
     strict majority of positions.  [recon/ours]  ``majority(2)`` is same/different."""
-    _check_int("k", k, low=2)
+    _check_int("k", k, low=2, high=MAX_TEMPLATES.bit_length(),
+               why=f"majority-k has 2^(k-1) templates, at most {MAX_TEMPLATES} templates")
     templates = {}
     for rest in itertools.product("αβ", repeat=k - 1):
         z = "α" + "".join(rest)
@@ -49,10 +56,14 @@ def random_templates(r: int, length: int, n_wildcards: int, n_regular: int = 0, 
     """``r`` random templates of ``length`` symbols, each drawn uniformly from ``n_wildcards``
     wildcards and ``n_regular`` regular tokens (``R0``, ``R1``, …), random ±1 labels, equivalent
     templates rejected (the authors' generator; defaults of the sweep are [recon])."""
-    _check_int("r", r, low=1)
-    _check_int("length", length, low=1)
+    _check_int("r", r, low=1, high=MAX_TEMPLATES, why="templates per task")
+    _check_int("length", length, low=1, high=MAX_LENGTH)
     _check_int("n_wildcards", n_wildcards, low=1, high=len(GREEK))
-    _check_int("n_regular", n_regular, low=0)
+    _check_int("n_regular", n_regular, low=0, high=MAX_TEMPLATES)
+    exist = count_templates(length, n_wildcards, n_regular)
+    if r > exist:
+        raise ValueError(f"only {exist} pairwise non-equivalent templates exist of length {length} over "
+                         f"{n_wildcards} wildcards and {n_regular} regular tokens; got r = {r}")
     symbols = list(GREEK[:n_wildcards]) + [f"R{i}" for i in range(n_regular)]
     rng = random.Random(seed)
     found: dict = {}
@@ -70,6 +81,21 @@ def random_templates(r: int, length: int, n_wildcards: int, n_regular: int = 0, 
     spec = {"name": "random_templates", "r": r, "length": length,
             "n_wildcards": n_wildcards, "n_regular": n_regular, "seed": seed}
     return make_task(templates, spec=spec)
+
+
+def count_templates(length: int, n_wildcards: int, n_regular: int) -> int:
+    """How many pairwise non-equivalent templates of ``length`` symbols exist over ``n_wildcards``
+    wildcards and ``n_regular`` regular tokens (canonical forms: wildcards numbered by first
+    appearance).  Dynamic programming over the number of wildcards used so far."""
+    ways = {0: 1}  # wildcards used so far -> number of canonical prefixes
+    for _ in range(length):
+        nxt: dict[int, int] = {}
+        for used, count in ways.items():
+            nxt[used] = nxt.get(used, 0) + count * (n_regular + used)  # a regular token or a used wildcard
+            if used < n_wildcards:                                       # a new wildcard
+                nxt[used + 1] = nxt.get(used + 1, 0) + count
+        ways = nxt
+    return sum(ways.values())
 
 
 def programs() -> TemplateTask:
@@ -121,7 +147,7 @@ def from_spec(spec: dict) -> TemplateTask:
     return get_task(name, **spec)
 
 
-def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+def _check_int(name: str, value, low: int, high: int | None = None, why: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         allowed = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be an integer {allowed}; got {value!r}")
+        raise ValueError(f"{name} must be an integer {allowed}{f' ({why})' if why else ''}; got {value!r}")

@@ -232,9 +232,10 @@ def make_task(
     if len(probs) != len(zs) or any(p < 0 for p in probs) or abs(sum(probs) - 1) > 1e-9:
         raise ValueError(f"probs must be {len(zs)} non-negative numbers summing to 1; got {probs}")
 
-    if spec is None:
-        spec = {"name": "custom", "kind": kind,
-                "templates": [" ".join(z) for z in zs], "labels": labels, "probs": probs}
+    if spec is None:  # a template is stored as its string when that parses back to it (the
+        # hash of existing configs), else as its list of symbols: ("yes",) is not "yes" = y e s
+        spec = {"name": "custom", "kind": kind, "labels": labels, "probs": probs,
+                "templates": [" ".join(z) if parse_template(" ".join(z)) == z else list(z) for z in zs]}
     return TemplateTask(zs, tuple(labels), kind, tuple(probs), spec)
 
 

@@ -70,6 +70,29 @@ class Ran(Exception):
     """Raised by a stub in place of executing a chapter: the book got as far as executing."""
 
 
+# ----------------------------------------------------------------------------- 3
+
+
+def test_d03_huge_sizes_are_refused_before_allocating(capsys):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"only 2 pairwise non-equivalent templates exist"):
+        get_task("random_templates", r=4000, length=2, n_wildcards=2)      # looped 4e6 times before
+    with pytest.raises(ValueError, match=r"r must be an integer in 1\.\.4096"):
+        get_task("random_templates", r=10 ** 11, length=5, n_wildcards=3)
+    with pytest.raises(ValueError, match=r"length must be an integer in 1\.\.64"):
+        get_task("random_templates", r=2, length=10 ** 9, n_wildcards=3)
+    with pytest.raises(ValueError, match=r"k must be an integer in 2\.\.13 .*4096 templates"):
+        get_task("majority", k=22)                                         # 4.9 GB before
+    with pytest.raises(ValueError, match=r"n must be a positive integer <= 1048576"):
+        DataConfig(n=10 ** 10)
+    with pytest.raises(ValueError, match=r"test_alphabet must be a positive integer <= 1048576"):
+        DataConfig(n=4, test_alphabet=10 ** 12)
+    assert time.perf_counter() - start < 5
+    assert main(["train", "--task", "majority", "--param", "k=40", "--n", "4"]) == 2
+    assert "k must be an integer in 2..13" in capsys.readouterr().err
+    assert len(get_task("majority", k=13).templates) == 4096                # the limit itself works
+
+
 # ----------------------------------------------------------------------------- 4
 
 
@@ -142,6 +165,28 @@ def test_d05_an_unwritable_store_is_refused_before_computing(tmp_path, monkeypat
         run_sweep(tiny_configs(), RunStore(tmp_path / "full"), workers=1, progress=False)
     assert computed == []                                                  # nothing was computed in vain
     assert not [p for p in (tmp_path / "full" / "runs").iterdir()]          # and the probe left nothing
+
+
+# ----------------------------------------------------------------------------- 6
+
+
+@pytest.mark.parametrize("templates", [
+    [(("yes",), 1), (("non",), -1)],                  # one multi-letter symbol each: was rebuilt as y e s
+    [(("print", "α"), 1), (("echo", "α"), -1)],
+    {"αβα": 1, "αββ": -1},
+    {"α = 1 ; print ( α )": 1, "α = 2 ; print ( α )": -1},
+])
+def test_d06_custom_task_specs_round_trip_exactly(templates):
+    task = make_task(templates)
+    again = from_spec(json.loads(json.dumps(task.spec)))
+    assert (again.templates, again.labels, again.kind, again.probs) == (task.templates, task.labels, task.kind, task.probs)
+    result = fit(task, ModelConfig(kind="mlp", hidden=4), TrainConfig(epochs=1), DataConfig(n=4, **DATA))
+    assert from_spec(result.config["task"]).templates == task.templates
+
+
+def test_d06_existing_custom_specs_keep_their_hash():
+    task = make_task({"αβα": 1, "αββ": -1})
+    assert task.spec["templates"] == ["α β α", "α β β"]                    # stored configs stay valid
 
 
 # ----------------------------------------------------------------------------- 8
