@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from .data import make_data
+from .data import MAX_SIZE, make_data
 from .models import ModelConfig, build_model
 from .tasks import get_task
 from .training import DataConfig, TensorBatches, TrainConfig, fit, loss_fn
@@ -124,6 +124,11 @@ def main(argv=None) -> None:
     p.add_argument("--last-layer", action="store_true",
                    help="instead: readout-only training with cached features vs a forward pass per step")
     args = p.parse_args(argv)
+    for name in ("n", "epochs", "repeats", "threads"):  # refused before minutes of warm-up, not after
+        if getattr(args, name) <= 0:
+            p.error(f"--{name} must be a positive integer; got {getattr(args, name)}")
+    if args.n > MAX_SIZE:
+        p.error(f"--n must be at most {MAX_SIZE} (the largest training set); got {args.n}")
     if args.last_layer:
         r = last_layer(n=args.n, epochs=args.epochs * 4, repeats=args.repeats, threads=args.threads)
         print(f"readout-only training (ABA vs ABB, n={args.n}, {args.epochs * 4} epochs): cached features "

@@ -12,16 +12,22 @@ parameters (the value is a Python literal; its type must match the default's).
 Profiles (:data:`symlib.experiments.PROFILES`):
 
 * ``paper``  executes the notebooks **in place** (these outputs are what the site shows), reading
-             results from the run store ``data/`` and computing only what it lacks.
-* ``smoke``  executes into ``_build/smoke/site/chapters/`` with a fresh, empty run store, so the
-             committed notebooks keep their paper outputs and ``data/`` is never touched; the
-             smoke site is built from that copy into ``_build/smoke/site/_build/html``.
+             results from the run store ``data/`` and computing only what it lacks.  It reads only
+             the repository's ``data/``: a ``SYMLIB_DATA`` naming another folder is refused.
+             With ``-p`` it is no longer the paper's protocol, so it executes into
+             ``_build/custom/site/chapters/`` on a copy of ``data/`` that shares only ``runs/``
+             (see :func:`run`): the committed notebooks, timings and verdicts stay as they are.
+* ``smoke``  executes into ``_build/smoke/site/chapters/`` with a fresh, empty run store
+             (``_build/smoke/data``, its timings included), so the committed notebooks keep their
+             paper outputs and ``data/`` is never touched; the smoke site is built from that copy
+             into ``_build/smoke/site/_build/html``.
 
 A chapter is executed into a scratch file and only renamed over its destination once it ran to
 the end, cleaned of papermill's metadata noise, with the injected-parameters cell tagged
 ``remove-cell`` (hidden on the site).  The first failing chapter stops the run; its executed copy
-with the error is kept beside the scratch files.  Each chapter's wall time is recorded in
-``<data>/book/timings.json`` (the intro's timing table).  Then ``jupyter-book build --all -W
+with the error is kept beside the scratch files; Ctrl-C leaves the chapter's notebook unchanged
+too (exit code 130).  Each chapter's wall time is recorded in ``<store>/book/timings.json`` of the
+run's own store (for the paper profile, ``data/``: the intro's timing table).  Then ``jupyter-book build --all -W
 --keep-going`` with execution off (``_config.yml``): a warning or a broken page fails the build.
 Bad input (profile, chapter name, parameter name or type, a corrupt record) exits with code 2.
 """
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import platform
 import shutil
@@ -49,7 +56,6 @@ from .store import RunStore, atomic_write_text, default_root
 
 REPO = Path(__file__).resolve().parent.parent
 TOC = REPO / "_toc.yml"
-BUILD = REPO / "_build"
 SITE_FILES = ("_config.yml", "_toc.yml", "references.bib", "chapters")  # what the site is built from
 
 
@@ -117,7 +123,24 @@ def parse_value(raw: str):
 
 
 def check_parameter(chapter: str, name: str, value, default):
-    """``value`` converted to the type of ``default`` (int -> float only), or a ValueError."""
+    """``value`` checked against the parameter's default and converted to its type (int -> float
+    only), or a ValueError saying what is allowed.  Values are checked, not only types, because a
+    value the chapter cannot use would fail minutes into its execution:
+
+    * the type of the default (for a list, of its first element);
+    * numbers are finite; one whose default is positive must be positive, non-negative stays
+      non-negative (sizes, counts, rates, scales); for a list, against its smallest default;
+    * a list whose default is not empty must not be empty;
+    * ``seeds``, ``*_seeds``, ``seeds_*``: a non-empty list of distinct integers >= 0 (or None where
+      the default is None: "every stored seed");
+    * ``figures``: names of experiments of :mod:`symlib.experiments`.
+    """
+    where = f"parameter {name} of chapter {chapter!r}"
+    if "seeds" in name.split("_"):
+        return _check_seeds(where, value, default)
+    if default is None:
+        raise ValueError(f"{where} has no default to check a value against; set it in the notebook")
+
     def same(v, d):
         return type(v) is type(d) or (type(d) is float and type(v) is int)
 
@@ -126,9 +149,46 @@ def check_parameter(chapter: str, name: str, value, default):
         ok = all(same(v, default[0]) for v in value)
     if not ok:
         want = type(default).__name__ + (f" of {type(default[0]).__name__}" if isinstance(default, list) and default else "")
-        raise ValueError(f"parameter {name} of chapter {chapter!r} must be {want} like its default "
-                         f"{default!r}; got {value!r} ({type(value).__name__})")
+        raise ValueError(f"{where} must be {want} like its default {default!r}; got {value!r} ({type(value).__name__})")
+    if isinstance(default, list):
+        if default and not value:
+            raise ValueError(f"{where} must not be empty (its default is {default!r})")
+        if default and all(_is_number(d) for d in default):
+            for v in value:
+                _check_number(where + " (each)", v, min(default))
+        if name == "figures":
+            from .experiments import EXPERIMENTS
+            for v in value:
+                if v not in EXPERIMENTS:
+                    raise ValueError(f"{where}: unknown figure {v!r}; allowed: {', '.join(EXPERIMENTS)}")
+        return [float(v) for v in value] if default and type(default[0]) is float else value
+    if _is_number(default):
+        _check_number(where, value, default)
     return float(value) if type(default) is float else value
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_number(where: str, value, default) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number; got {value!r}")
+    if default > 0 and not value > 0:
+        raise ValueError(f"{where} must be > 0 (its default is {default!r}); got {value!r}")
+    if default >= 0 and value < 0:
+        raise ValueError(f"{where} must be >= 0 (its default is {default!r}); got {value!r}")
+
+
+def _check_seeds(where: str, value, default):
+    if value is None and default is None:
+        return None
+    if isinstance(value, list) and not value:
+        raise ValueError(f"{where} must not be empty; give at least one seed, e.g. [0]")
+    if not (isinstance(value, list) and all(type(v) is int and v >= 0 for v in value) and len(set(value)) == len(value)):
+        raise ValueError(f"{where} must be a list of distinct integers >= 0, e.g. [0, 1]"
+                         f"{' (or None)' if default is None else ''}; got {value!r}")
+    return value
 
 
 def plan(names: list[str] | None, profile: str, overrides: list[tuple[str, str]] = (),
@@ -184,6 +244,9 @@ def execute(name: str, notebook: Path, params: dict, dest: Path, scratch: Path) 
     try:
         papermill.execute_notebook(notebook, running, parameters=params, kernel_name="python3",
                                    progress_bar=False, cwd=notebook.parent)
+    except KeyboardInterrupt:
+        running.unlink(missing_ok=True)
+        raise KeyboardInterrupt(f"chapter {name!r} was not finished; {dest} is unchanged") from None
     except Exception as e:
         failed = scratch / f"{name}.failed.ipynb"
         if running.exists():
@@ -224,29 +287,67 @@ def check_data(root: Path) -> None:
     table(root)
 
 
+def paper_store(toc: Path = TOC) -> Path:
+    """The store the paper profile reads: the book's own ``data/`` (the repository's, for the
+    repository's ``_toc.yml``).  ``SYMLIB_DATA`` may only name that same folder: the committed
+    notebooks must show what the committed store holds, never another store's results."""
+    root = Path(toc).parent / "data"
+    env = os.environ.get("SYMLIB_DATA")
+    if env and Path(env).resolve() != root.resolve():
+        raise ValueError(f"the paper profile reads only the book's store {root}, but SYMLIB_DATA is set to "
+                         f"{env}: unset SYMLIB_DATA (or set it to {root}), or use --profile smoke, which "
+                         "runs on a fresh store of its own")
+    return root
+
+
 def run(names: list[str] | None = None, profile: str = "paper", overrides: list[tuple[str, str]] = (),
         build: bool = True, scratch: Path | None = None, toc: Path = TOC) -> dict[str, float]:
     """Execute chapters (see the module docstring), record their wall times, build the site.
-    Returns chapter -> wall time (s)."""
+    Returns chapter -> wall time (s).
+
+    Where each run writes (``mode``):
+
+    * ``paper``, no ``-p``: the notebooks in place, timings and results into ``data/``;
+    * ``paper`` with ``-p`` (``custom``): the committed book shows only the paper profile, so the
+      chapters execute into ``_build/custom/site/`` (a copy of the book) on ``_build/custom/data``:
+      a copy of ``data/`` whose ``runs/`` is ``data/runs`` itself (stored runs are read, new ones
+      added; a record is never overwritten), so status records, cached tables and timings of the
+      custom run never reach ``data/``;
+    * ``smoke``: into ``_build/smoke/site/`` on a fresh, empty store ``_build/smoke/data``.
+    """
     todo = plan(names, profile, overrides, toc)
-    root = default_root()
-    if profile == "paper":
-        check_data(root)
-    scratch = Path(scratch) if scratch is not None else BUILD / profile
-    source = toc.parent
-    env = os.environ.get("SYMLIB_DATA")
-    if profile == "smoke":  # a copy of the book with a fresh empty run store: data/ stays untouched
+    toc = Path(toc)
+    mode = "smoke" if profile == "smoke" else "custom" if overrides else "paper"
+    paper_root = paper_store(toc) if profile == "paper" else None
+    if paper_root is not None:
+        check_data(paper_root)
+    scratch = Path(scratch) if scratch is not None else toc.parent / "_build" / mode
+    source, root = toc.parent, paper_root
+    if mode != "paper":  # a copy of the book, and a store of its own: the committed files stay as they are
         shutil.rmtree(scratch, ignore_errors=True)
-        source = scratch / "site"
+        source, root = scratch / "site", scratch / "data"
         source.mkdir(parents=True)
         for f in SITE_FILES:
             src = toc.parent / f
             if src.is_dir():
                 shutil.copytree(src, source / f, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "_build"))
-            else:
+            elif src.exists():
                 shutil.copy2(src, source / f)
-        os.environ["SYMLIB_DATA"] = str(scratch / "data")
-    kernel_store = RunStore()
+        root.mkdir(parents=True)
+    if mode == "custom":
+        for item in paper_root.iterdir() if paper_root.is_dir() else []:
+            if item.name != "runs":
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, root / item.name)
+        (paper_root / "runs").mkdir(parents=True, exist_ok=True)
+        os.symlink((paper_root / "runs").resolve(), root / "runs", target_is_directory=True)
+        changed = ", ".join(f"{k}={v}" for k, v in overrides)
+        print(f"[book] parameters set with -p ({changed}): the committed book shows the paper profile only, "
+              f"so this run executes into {source / 'chapters'} on a copy of {paper_root} (sharing its "
+              f"runs/, where new runs are added); the notebooks of {toc.parent} and the rest of {paper_root} "
+              "stay unchanged", file=sys.stderr, flush=True)
+    env = os.environ.get("SYMLIB_DATA")
+    os.environ["SYMLIB_DATA"] = str(root)
+    kernel_store = RunStore(root)
     walls = {}
     try:
         for name, (notebook, params) in todo.items():
@@ -374,4 +475,4 @@ def _run(args) -> None:
         up_to_date = readme_table(write=True)
         print("README.md compute table " + ("already up to date" if up_to_date else "rewritten"), file=sys.stderr)
         return
-    run(args.chapter, args.profile, [tuple(x) for x in args.parameter], build=not args.no_build)
+    run(args.chapter, args.profile, [tuple(x) for x in args.parameter], build=not args.no_build, toc=TOC)

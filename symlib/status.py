@@ -80,8 +80,8 @@ def record(claim: str, measured: str, verdict: str, root: str | Path | None = No
             old = json.loads(path.read_text(encoding="utf-8"))
             if (old.get("paper"), old.get("measured"), old.get("verdict")) == (paper, measured.strip(), verdict):
                 return path
-        except json.JSONDecodeError:
-            pass  # a corrupt record is simply rewritten
+        except (ValueError, AttributeError):
+            pass  # a corrupt or malformed record is simply rewritten
     rec = {"claim": claim, "chapter": chapter, "paper": paper, "measured": measured.strip(),
            "verdict": verdict, "symlib": __version__, "git_commit": git_commit()}
     atomic_write_text(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
@@ -97,8 +97,13 @@ def table(root: str | Path | None = None) -> pd.DataFrame:
         if path.exists():
             try:
                 rec = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
+            except (ValueError, OSError) as e:  # not JSON, not UTF-8, a folder, unreadable
                 raise ValueError(f"corrupt status record {path} ({e}); re-run chapter {chapter!r} to rewrite it") from None
+            if not (isinstance(rec, dict) and isinstance(rec.get("measured"), str)
+                    and rec.get("verdict") in VERDICTS[:-1]):
+                raise ValueError(f"malformed status record {path}: it needs a 'measured' sentence and a "
+                                 f"'verdict' (one of {', '.join(VERDICTS[:-1])}); re-run chapter "
+                                 f"{chapter!r} to rewrite it")
         rows.append({"claim": claim, "chapter": chapter, "paper": paper,
                      "measured": rec["measured"], "verdict": rec["verdict"]})
     return pd.DataFrame(rows)

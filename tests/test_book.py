@@ -95,7 +95,8 @@ def test_committed_chapter_is_executed_and_clean(name):
     (["nope"], "unknown chapter(s) 'nope'; allowed: intro, "),
     (["template_tasks", "-p", "n", "many"], "parameter n of chapter 'template_tasks' must be int like its default 64; got 'many' (str)"),
     (["template_tasks", "-p", "n", "1.5"], "parameter n of chapter 'template_tasks' must be int"),
-    (["template_tasks", "-p", "seeds", "[0, 'a']"], "parameter seeds of chapter 'template_tasks' must be list of int"),
+    (["template_tasks", "-p", "seeds", "[0, 'a']"], "parameter seeds of chapter 'template_tasks' must be a list of distinct integers >= 0"),
+    (["template_tasks", "-p", "n_diversity", "[16, 'a']"], "parameter n_diversity of chapter 'template_tasks' must be list of int"),
     (["template_tasks", "-p", "width", "3"], "chapter 'template_tasks' has no parameter 'width'; its parameters: seeds, n,"),
     (["-p", "profile", "smoke"], "set the profile with --profile"),
 ])
@@ -108,15 +109,19 @@ def test_bad_input_exits_2_and_touches_nothing(args, message, capsys, tmp_path, 
 
 
 def test_corrupt_run_record_stops_the_book_before_it_runs(capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path))
-    bad = tmp_path / "runs" / "0123456789abcdef.json"
-    bad.parent.mkdir()
+    # a book of one chapter in tmp_path, whose paper store is tmp_path/data (as data/ is the repository's)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    write_notebook(tmp_path / "intro.ipynb", 'profile = "paper"', 'print("ran")')
+    monkeypatch.setattr(book, "TOC", tmp_path / "_toc.yml")
+    monkeypatch.delenv("SYMLIB_DATA", raising=False)
+    bad = tmp_path / "data" / "runs" / "0123456789abcdef.json"
+    bad.parent.mkdir(parents=True)
     bad.write_text('{"key": "0123456789abcdef", "config": {"ta')  # a truncated record
-    before = {p: p.read_bytes() for p in CHAPTERS.values()}
+    before = (tmp_path / "intro.ipynb").read_bytes()
     assert main(["book", "--no-build", "intro"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "not valid JSON" in err and "delete it and re-run" in err
-    assert {p: p.read_bytes() for p in CHAPTERS.values()} == before
+    assert (tmp_path / "intro.ipynb").read_bytes() == before and not (tmp_path / "_build").exists()
 
 
 def test_corrupt_timings_file_is_named(capsys, tmp_path, monkeypatch):
@@ -181,8 +186,9 @@ def test_chapter_runs_in_the_smoke_profile(smoke, name):
     assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source
     assert "remove-cell" in injected[0].metadata["tags"] and "papermill" not in nb.metadata
     assert all(o.output_type != "error" for c in nb.cells for o in c.get("outputs", []))
-    timings = json.loads((tmp / "data" / "book" / "timings.json").read_text())
+    timings = json.loads((tmp / "smoke" / "data" / "book" / "timings.json").read_text())  # the smoke store's
     assert timings["smoke"][name]["wall_s"] >= 0 and "paper" not in timings
+    assert not (tmp / "data").exists()                                      # SYMLIB_DATA untouched
 
 
 def test_smoke_site_has_every_page(smoke):

@@ -70,6 +70,56 @@ class Ran(Exception):
     """Raised by a stub in place of executing a chapter: the book got as far as executing."""
 
 
+# ----------------------------------------------------------------------------- 1
+
+
+def test_d01_paper_book_with_symlib_data_elsewhere_is_refused(tmp_path, monkeypatch, capsys):
+    def stub(*args, **kwargs):
+        raise Ran
+    monkeypatch.setattr(book, "execute", stub)
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path / "scratch-store"))
+    before = {p: p.read_bytes() for p in book.chapters().values()}
+    assert main(["book", "status", "--no-build"]) == 2
+    err = capsys.readouterr().err
+    assert "SYMLIB_DATA" in err and str(tmp_path / "scratch-store") in err and str(REPO_DATA) in err
+    assert "--profile smoke" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in book.chapters().values()} == before
+    assert not (tmp_path / "scratch-store").exists()
+    # the repository's own store, however spelled, is accepted (the stub stops before anything runs)
+    monkeypatch.setenv("SYMLIB_DATA", str(REPO_DATA / "runs" / ".."))
+    with pytest.raises(Ran):
+        main(["book", "status", "--no-build"])
+
+
+# ----------------------------------------------------------------------------- 2
+
+
+def test_d02_parameter_overrides_never_write_the_committed_book(tmp_path, monkeypatch, capsys):
+    toc = tiny_book(tmp_path, 'from symlib import status\nfrom symlib.store import RunStore\n'
+                              'print("n =", n)\nprint("runs:", RunStore().runs.resolve())\n'
+                              'status.record("mlp_trivial", f"n = {n}", "reproduced")')
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path / "data"))  # the tiny book's own paper store
+    chapter = tmp_path / "chapters" / "ch.ipynb"
+    committed = chapter.read_bytes()
+    walls = book.run(["ch"], "paper", [("n", "32")], build=False, toc=toc)
+    assert set(walls) == {"ch"}
+    assert chapter.read_bytes() == committed                                  # the committed notebook
+    assert not (tmp_path / "data" / "book" / "timings.json").exists()         # and the committed timings
+    assert not (tmp_path / "data" / "status").exists()                        # and the paper's verdicts
+    custom = tmp_path / "_build" / "custom"
+    text = (custom / "site" / "chapters" / "ch.ipynb").read_text()
+    assert "n = 32" in text and "n = 64" not in text.split("injected-parameters")[-1]
+    assert f"runs: {(tmp_path / 'data' / 'runs').resolve()}" in text           # runs are shared, read and added
+    assert json.loads((custom / "data" / "book" / "timings.json").read_text())["paper"]["ch"]["wall_s"] >= 0
+    assert json.loads((custom / "data" / "status" / "mlp_trivial.json").read_text())["measured"] == "n = 32"
+    err = capsys.readouterr().err
+    assert "n=32" in err and str(custom / "site" / "chapters") in err and "unchanged" in err
+    # without overrides the paper profile executes in place, as before
+    book.run(["ch"], "paper", build=False, toc=toc)
+    assert chapter.read_bytes() != committed and "n = 64" in chapter.read_text()
+    assert "ch" in json.loads((tmp_path / "data" / "book" / "timings.json").read_text())["paper"]
+
+
 # ----------------------------------------------------------------------------- 3
 
 
@@ -189,6 +239,30 @@ def test_d06_existing_custom_specs_keep_their_hash():
     assert task.spec["templates"] == ["α β α", "α β β"]                    # stored configs stay valid
 
 
+# ----------------------------------------------------------------------------- 7
+
+
+def test_d07_chapter_parameter_values_are_validated():
+    assert book.plan(["regression"], "paper", [("seeds", "[0]")])["regression"][1]["seeds"] == [0]
+    assert book.plan(["regression"], "paper", [("seeds", "None")])["regression"][1]["seeds"] is None
+    assert book.plan(["regression"], "paper", [("figures", '["fig2"]')])["regression"][1]["figures"] == ["fig2"]
+    for chapter, name, raw, message in [
+        ("template_tasks", "n", "-5", "must be > 0"),
+        ("template_tasks", "n", "0", "must be > 0"),
+        ("template_tasks", "seeds", "[]", "must not be empty"),
+        ("template_tasks", "seeds", "[-1]", "integers >= 0"),
+        ("template_tasks", "seeds", "[0, 0]", "distinct"),
+        ("template_tasks", "n_diversity", "[16, -1]", "must be > 0"),
+        ("regression", "seeds", "[]", "must not be empty"),
+        ("regression", "seeds", "3", "a list of distinct integers >= 0"),
+        ("regression", "threshold", "1e999", "finite"),
+        ("regression", "figures", '["nope"]', "unknown figure 'nope'; allowed: protocol"),
+        ("kernel", "a_values", "[-1.0]", "must be >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            book.plan([chapter], "paper", [(name, raw)])
+
+
 # ----------------------------------------------------------------------------- 8
 
 
@@ -215,6 +289,62 @@ def test_d08_dry_run_does_not_count_corrupt_records_as_stored(tmp_path, capsys):
     assert main(["sweep", "protocol", "--profile", "smoke", "--data", str(tmp_path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "not valid JSON" in err and "delete it" in err
+
+
+# ----------------------------------------------------------------------------- 9
+
+
+def test_d09_a_directory_named_like_a_record_is_a_clear_error(tmp_path, capsys):
+    config = experiment("protocol", "smoke")[0]
+    folder = RunStore(tmp_path).path(config.key)
+    folder.mkdir(parents=True)
+    with pytest.raises(CorruptRecord, match="not a file"):
+        RunStore(tmp_path).load()
+    assert main(["sweep", "protocol", "--profile", "smoke", "--data", str(tmp_path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and "not a file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ['{"claim": "mlp_trivial"}', "[]", '"x"', '{"measured": 1, "verdict": "maybe"}'])
+def test_d09_a_malformed_status_record_is_a_clear_error(tmp_path, text):
+    path = tmp_path / "status" / "mlp_trivial.json"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(ValueError, match="malformed status record") as e:
+        status.table(tmp_path)
+    assert str(path) in str(e.value) and "re-run chapter 'regression'" in str(e.value)
+
+
+@pytest.mark.parametrize("args", [["--n", "0"], ["--epochs", "0"], ["--repeats", "0"], ["--threads", "-1"],
+                                  ["--n", "10000000000"]])
+def test_d09_bad_bench_options_exit_2(args, capsys):
+    from symlib import bench
+    with pytest.raises(SystemExit) as e:
+        bench.main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert args[0] in err and "Traceback" not in err
+
+
+def test_d09_ctrl_c_during_the_book_is_a_clear_message(tmp_path, monkeypatch, capsys):
+    import papermill
+    toc = tiny_book(tmp_path)
+    monkeypatch.setattr(book, "TOC", toc)
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path / "data"))  # the tiny book's own paper store
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    before = (tmp_path / "chapters" / "ch.ipynb").read_bytes()
+    try:
+        rc = main(["book", "--no-build"])
+    except KeyboardInterrupt:
+        rc = "a traceback"
+    assert rc == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "'ch'" in err and "unchanged" in err
+    assert (tmp_path / "chapters" / "ch.ipynb").read_bytes() == before
+    assert not list((tmp_path / "_build" / "paper").glob("*.running.ipynb"))
 
 
 # ----------------------------------------------------------------------------- 10
@@ -296,3 +426,18 @@ S.run_sweep(cs, RunStore({str(store)!r}), workers=1, progress=False)
     assert sorted(computed) == sorted(c.key for c in tiny_configs()), "a run was computed twice (or never)"
     assert sorted(RunStore(store).keys()) == sorted(c.key for c in tiny_configs())
     assert not list((store / "runs").glob(".*"))                           # no claim or temp file left
+
+
+# ----------------------------------------------------------------------------- 13
+
+
+def test_d13_the_smoke_book_never_writes_the_data_store(tmp_path, monkeypatch):
+    toc = tiny_book(tmp_path / "book")
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path / "data"))
+    committed = (REPO_DATA / "book" / "timings.json").read_bytes()
+    walls = book.run(None, "smoke", build=False, toc=toc, scratch=tmp_path / "smoke")
+    assert set(walls) == {"ch"}
+    assert not (tmp_path / "data").exists() and not (tmp_path / "book" / "data").exists()
+    assert (REPO_DATA / "book" / "timings.json").read_bytes() == committed
+    timings = json.loads((tmp_path / "smoke" / "data" / "book" / "timings.json").read_text())
+    assert set(timings) == {"smoke"} and timings["smoke"]["ch"]["wall_s"] >= 0
