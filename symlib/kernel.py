@@ -485,6 +485,13 @@ def eigen_grid(tasks: Sequence[dict], betas: Sequence[float], gammas: Sequence[f
     return rows
 
 
+def eigen_grids(tasks: Sequence[dict], betas: Sequence[float], gammas: Sequence[float], a_values: Sequence[float],
+                samples: int = 2 ** 12, nodes: int = 16) -> list[dict]:
+    """:func:`eigen_grid` for each KQ strength ``a`` of ``a_values``, rows in that order.  One function
+    of every argument, so that a cached table (:func:`cached`) is keyed on the ``a`` values too."""
+    return [row for a in a_values for row in eigen_grid(tasks, betas, gammas, a, samples, nodes)]
+
+
 def width_convergence(strings: Sequence[str], widths: Sequence[int], seeds: Sequence[int], beta: float = 1.0,
                       gamma: float = 1.0, mlp_factor: int = 4, samples: int = 2 ** 16) -> list[dict]:
     """Root-mean-square entry error of the finite-width kernels κ̂, K̂_trans against the Monte
@@ -517,5 +524,7 @@ def data_dir(root: str | Path | None = None) -> Path:
 def cached(name: str, config: dict, compute: Callable[[], object], recompute: bool = False,
            store: bool = True, root: str | Path | None = None) -> object:
     """``data/kernel/<name>.json`` through :func:`symlib.store.cached_result` (computed once, with
-    config and provenance; a config mismatch is an error unless ``recompute``)."""
+    config and provenance; a config mismatch is an error unless ``recompute``).  ``compute``
+    should be ``lambda: K.<function>(**config)``: then the stored config is every argument of the
+    computation, and no argument can change without the stored table being refused."""
     return cached_result(data_dir(root) / f"{name}.json", config, compute, recompute, store)

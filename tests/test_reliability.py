@@ -428,6 +428,38 @@ S.run_sweep(cs, RunStore({str(store)!r}), workers=1, progress=False)
     assert not list((store / "runs").glob(".*"))                           # no claim or temp file left
 
 
+# ----------------------------------------------------------------------------- 12
+
+
+def test_d12_cached_kernel_results_are_keyed_on_every_argument(tmp_path):
+    """Every ``K.cached(name, cfg, compute)`` of the kernel chapter computes ``K.<function>(**cfg)``:
+    the stored config is then, by construction, every argument of the computation."""
+    import ast
+
+    from symlib import kernel as K
+    nb = nbformat.read(book.chapters()["kernel"], as_version=4)
+    calls = [node for cell in nb.cells if cell.cell_type == "code"
+             for node in ast.walk(ast.parse(cell.source))
+             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "cached"]
+    assert len(calls) >= 5
+    for call in calls:
+        name, cfg, compute = call.args[:3]
+        assert isinstance(cfg, ast.Name) and isinstance(compute, ast.Lambda), ast.unparse(call)
+        body = compute.body
+        assert (isinstance(body, ast.Call) and not body.args and len(body.keywords) == 1
+                and body.keywords[0].arg is None and ast.unparse(body.keywords[0].value) == cfg.id), \
+            f"{name.value}: computed by {ast.unparse(body)}, not K.<function>(**{cfg.id})"
+    stored = json.loads((REPO_DATA / "kernel" / "majority_eigs.json").read_text())
+    assert sorted({r["a"] for r in stored["result"]}) == stored["config"]["a_values"]
+    rows = K.eigen_grids([{"name": "same_different"}], [1.0], [1.0], [0.0, 2.0], samples=2 ** 6, nodes=4)
+    assert [r["a"] for r in rows] == [0.0, 2.0]
+    cfg = {"tasks": [{"name": "same_different"}], "betas": [1.0], "gammas": [1.0], "a_values": [0.0],
+           "samples": 2 ** 6, "nodes": 4}
+    K.cached("x", cfg, lambda: K.eigen_grids(**cfg), root=tmp_path)
+    with pytest.raises(ValueError, match="recompute it with recompute=True"):
+        K.cached("x", {**cfg, "a_values": [0.0, 2.0]}, lambda: [], root=tmp_path)
+
+
 # ----------------------------------------------------------------------------- 13
 
 
