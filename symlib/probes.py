@@ -1,21 +1,30 @@
 """Probes of the next-token mechanism (brief §4.4): where gradient training moves a transformer with
-a tied (un)embedding, and why an unseen token's embedding is nearly orthogonal to all of it.
+a tied (un)embedding, why an unseen token's embedding is nearly orthogonal to all of it, and what
+that does to the copy signal an unseen token receives.
 
 * :func:`unseen_row_step` — one SGD step, exactly: an unseen row of the tied matrix ``E`` moves by
   ``−lr/N Σ_i p_iu ĥ_i`` (a combination of the final hidden states ``ĥ_i`` of the training strings).
 * :func:`update_space` / :func:`projection_fraction` — the subspace of ``R^d`` that training wrote
   (row spaces of the first-layer updates, rows of ``ΔE``) and the squared projection
   ``‖P e‖² / ‖e‖²`` of an embedding onto it; for an independent isotropic ``e`` its mean is ``m/d``.
-* :func:`span_probe` — both on one trained model (``symlib.fit``), for the chapter's d × n grid.
-* :func:`vo_copy_error` / :func:`span_copy_error` — the copy mechanism by construction: the VO path
-  ``b_h A_h X`` hands the attended embedding itself to the tied unembedding, for any d; a copier
-  that only acts on the training span does not.
+* :func:`margin_dilution` / :func:`dilution_grid` — the linear copier ``h = (W + R) e_α`` over a fixed
+  tied embedding: ``W`` trained from 0 on ``n`` tokens, ``R`` a fixed random "initial network".  The
+  copy signal (target-logit gain) an unseen token receives is about ``m/d`` of a training token's.
+* :func:`target_margins` / :func:`unseen_rows` — on one trained model against its initialisation:
+  target-logit gains and margins on training and unseen strings; how far Adam moved the unseen
+  rows, in which direction, and the test error once they are reset to their initial values.
+* :func:`span_probe` / :func:`span_grid` — all of it on trained models (``symlib.fit``), for the
+  chapter's d × n grid.
+* :func:`vo_copy_error` — the copy mechanism by construction: the VO path ``b_h A_h X`` hands the
+  attended embedding itself to the tied unembedding, for any d; :func:`vo_gradient_at_init` — the
+  gradient that makes ``b_h`` grow from its initial 0, string by string.
 
 Chapter: *Next-token prediction and the inverse scaling law*.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -106,8 +115,11 @@ def projection_fraction(vectors: torch.Tensor, basis: torch.Tensor) -> torch.Ten
 
 
 def span_probe(config: RunConfig, store: RunStore | None = None, energy: float = 0.99) -> dict:
-    """Train ``config`` (a next-token run) with ``symlib.fit``, store its record, and measure the update
-    spaces and the squared projections of training vs unseen (test-alphabet) embeddings."""
+    """Train ``config`` (a next-token run) with ``symlib.fit``, store its record (when ``store`` is
+    given), and measure against the initialisation: the update spaces and the squared projections of
+    training vs unseen (test-alphabet) embeddings; the copy signal and margins
+    (:func:`target_margins`); the moves of the unseen rows and the test error once they are reset
+    (:func:`unseen_rows`)."""
     task = from_spec(config.task)
     if task.kind != "next_token" or config.model.kind != "transformer":
         raise ValueError("span_probe needs a next-token task and the transformer")
@@ -129,7 +141,191 @@ def span_probe(config: RunConfig, store: RunStore | None = None, energy: float =
         row[f"{part}_dim"] = basis.shape[1]
         row[f"{part}_unseen"] = float(projection_fraction(emb[test_ids], basis).mean())
         row[f"{part}_train"] = float(projection_fraction(emb[train_ids], basis).mean())
+    trained.eval()
+    margins = target_margins(init, trained, data)
+    row.update({k: v for k, v in margins.items() if not k.endswith("_error")})
+    moves = unseen_rows(init, trained, data)
+    row.update({k: v for k, v in moves.items() if k != "test_error"})
     return row
+
+
+# ----------------------------------------------------------------------------- margin dilution
+
+
+def margin_dilution(d: int, n: int, unseen: int = 512, steps: int = 300, lr: float = 1.0,
+                    optimizer: str = "gd", noise: float = 1.0, seed: int = 0) -> dict:
+    """The linear copier of the chapter's margin-dilution section, trained and measured.
+
+    A vocabulary of ``V = n + unseen`` tokens with a fixed tied embedding ``E`` (rows i.i.d.
+    ``N(0, I_d)``); tokens ``0..n-1`` are the training tokens ``S``, the others are unseen.  The
+    output for input ``α`` is ``h = (W + R) e_α`` and its logits are ``E h`` over the whole
+    vocabulary.  ``R = noise · G / √d`` (``G`` standard Gaussian) is a fixed random map, the
+    "initial network": its logits have spread ``noise · √d``, like those of an initialised
+    next-token transformer (``‖ĥ‖ = √d``).  ``W`` starts at 0 and takes ``steps`` full-batch steps
+    on the cross-entropy of copying every training token:
+
+    * ``optimizer="gd"``: gradient descent with step ``lr · n / d^1.5`` — the step under which one
+      update changes the training logits by a d-independent multiple of their initial spread ``√d``
+      (the gradient is ``O(d / n)`` per string and moves logits by ``O(d² / n)`` per unit step).  Its
+      updates have their row space in ``span{e_s : s ∈ S}``, so ``W e_u = W P_S e_u`` exactly.
+    * ``optimizer="adam"``: Adam with learning rate ``lr`` (the transformers' optimiser; it does
+      not keep the row space, and ``row_leak`` says by how much).
+
+    Returned (means over the training tokens and over all unseen tokens): ``train_error``,
+    ``test_error`` (argmax over the whole vocabulary); ``*_gain``, the copy signal — the target
+    logit minus its value at ``W = 0``, i.e. ``⟨e_y, W e_y⟩``; ``*_margin``, target logit minus the
+    best other logit; ``gain_ratio = test_gain / train_gain``; ``m_over_d = min(n, d) / d``;
+    ``hebbian = n / (n + d + 1)``, the ratio for ``W ∝ Σ_s e_s e_sᵀ``; ``init_spread``, the standard
+    deviation of the initial logits; ``w_norm``, ``√d ‖W‖_op``; ``row_leak``,
+    ``‖W − W P_S‖_F / ‖W‖_F``.
+
+    Chapter: *Next-token prediction and the inverse scaling law* (margin dilution).
+    """
+    for name, v in (("d", d), ("n", n), ("unseen", unseen), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+    if optimizer not in ("gd", "adam"):
+        raise ValueError(f"optimizer must be 'gd' or 'adam'; got {optimizer!r}")
+    if not lr > 0 or not noise >= 0:
+        raise ValueError(f"lr must be > 0 and noise >= 0; got lr={lr!r}, noise={noise!r}")
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n + unseen, d, generator=g)
+    r = noise * torch.randn(d, d, generator=g) / math.sqrt(d)
+    train_ids, test_ids = torch.arange(n), torch.arange(n, n + unseen)
+    w = torch.zeros(d, d, requires_grad=True)
+    opt = (torch.optim.SGD([w], lr=lr * n / d ** 1.5) if optimizer == "gd"
+           else torch.optim.Adam([w], lr=lr))
+    x = emb[train_ids]
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy((x @ (w + r).T) @ emb.T, train_ids).backward()
+        opt.step()
+    w = w.detach()
+    out = {"d": d, "n": n, "unseen": unseen, "steps": steps, "optimizer": optimizer}
+    with torch.no_grad():
+        for split, ids in (("train", train_ids), ("test", test_ids)):
+            e = emb[ids]
+            logits = (e @ (w + r).T) @ emb.T
+            target = logits.gather(1, ids[:, None])[:, 0]
+            other = logits.scatter(1, ids[:, None], -math.inf).max(1).values
+            out[f"{split}_error"] = float((logits.argmax(1) != ids).float().mean())
+            out[f"{split}_gain"] = float(((e @ w.T) * e).sum(1).mean())
+            out[f"{split}_margin"] = float((target - other).mean())
+            if split == "train":
+                out["init_spread"] = float(((e @ r.T) @ emb.T).std())
+        q, _ = torch.linalg.qr(x.T)                                  # (d, min(n, d)) basis of span S
+        out["gain_ratio"] = out["test_gain"] / out["train_gain"]
+        out["m_over_d"] = min(n, d) / d
+        out["hebbian"] = n / (n + d + 1)
+        out["w_norm"] = float(torch.linalg.matrix_norm(w, 2)) * math.sqrt(d)
+        out["row_leak"] = float((w - (w @ q) @ q.T).norm() / w.norm())
+    return out
+
+
+def dilution_grid(dims: list[int], ns: list[int], seeds: list[int], unseen: int = 512, steps: int = 300,
+                  lr: float = 1.0, optimizer: str = "gd", root=None, recompute: bool = False,
+                  store: bool = True, name: str = "dilution") -> dict:
+    """:func:`margin_dilution` for every d × n × seed, computed once into
+    ``<data>/next_token_theory/<name>.json`` by :func:`symlib.store.cached_result` (a config mismatch
+    is an error unless ``recompute``; ``store=False`` writes no file).  ``{"rows": [...]}``."""
+    config = {"dims": list(dims), "ns": list(ns), "seeds": list(seeds), "unseen": unseen, "steps": steps,
+              "lr": lr, "optimizer": optimizer}
+
+    def compute():
+        return {"rows": [{**margin_dilution(d, n, unseen, steps, lr, optimizer, seed=s), "seed": s}
+                         for d in dims for n in ns for s in seeds]}
+    return cached_result(Path(root or default_root()) / "next_token_theory" / f"{name}.json", config, compute,
+                         recompute, store)
+
+
+def dilution_n_star(rows: list[dict], below: float = 0.1, stays: float = 0.2) -> dict[int, int | None]:
+    """Per d: the smallest n whose seed-mean ``test_error`` is below ``below`` and stays below
+    ``stays`` at every larger n of the grid (``None`` if no n qualifies) — the definition of n* used by
+    the next-token experiments, applied to :func:`dilution_grid` rows."""
+    by_d: dict[int, dict[int, list[float]]] = {}
+    for r in rows:
+        by_d.setdefault(r["d"], {}).setdefault(r["n"], []).append(r["test_error"])
+    out = {}
+    for d, curve in sorted(by_d.items()):
+        ns = sorted(curve)
+        err = [sum(curve[n]) / len(curve[n]) for n in ns]
+        out[d] = next((n for i, n in enumerate(ns) if err[i] < below and all(e < stays for e in err[i:])), None)
+    return out
+
+
+# ----------------------------------------------------------------------------- trained models: margins, unseen rows
+
+
+def unseen_ids(data: TaskData) -> torch.Tensor:
+    """Ids of every token that occurs in no training string and is no training target."""
+    seen = torch.zeros(data.vocab_size, dtype=torch.bool)
+    seen[data.x["train"].flatten()] = True
+    seen[data.y["train"]] = True
+    return torch.nonzero(~seen)[:, 0]
+
+
+@torch.no_grad()
+def target_margins(init: NextTokenTransformer, trained: NextTokenTransformer, data: TaskData) -> dict[str, float]:
+    """Copy signal of a trained next-token model on its training strings and on test strings
+    (unseen tokens): ``{split}_gain``, the mean target logit of ``trained`` minus that of ``init``
+    (its initialisation) on the same strings; ``{split}_margin``, the mean of target logit minus
+    the best other logit (whole vocabulary); ``{split}_error``; and ``gain_ratio``
+    ``= test_gain / train_gain`` (NaN when nothing was gained on the training strings)."""
+    _check_next_token(init)
+    _check_next_token(trained)
+    out = {}
+    for split in ("train", "test"):
+        x, y = data.x[split], data.y[split]
+        logits, logits0 = trained(x), init(x)
+        target = logits.gather(1, y[:, None])[:, 0]
+        other = logits.scatter(1, y[:, None], -math.inf).max(1).values
+        out[f"{split}_gain"] = float((target - logits0.gather(1, y[:, None])[:, 0]).mean())
+        out[f"{split}_margin"] = float((target - other).mean())
+        out[f"{split}_error"] = float((logits.argmax(1) != y).float().mean())
+    out["gain_ratio"] = out["test_gain"] / out["train_gain"] if out["train_gain"] else math.nan
+    return out
+
+
+@torch.no_grad()
+def unseen_rows(init: NextTokenTransformer, trained: NextTokenTransformer, data: TaskData) -> dict[str, float]:
+    """How training (Adam, in the chapter) moved the unseen rows ``e_u`` of the tied matrix
+    (:func:`unseen_ids`), and what the move does.
+
+    ``row_move``: mean of ``‖Δe_u‖ / ‖e_u(0)‖``; ``move_cosine``: mean cosine between the moves of
+    two different unseen rows (1: all rows moved the same way); ``move_vs_hidden``: cosine of the
+    mean move with ``−mean_i ĥ_i``, the mean final hidden state of the training strings (SGD moves
+    an unseen row along ``−Σ_i p_iu ĥ_i``); ``move_in_hidden_span``: the share of the moves'
+    squared norm inside ``span{ĥ_i}`` (trained model); ``test_error`` and ``reset_test_error``,
+    the test error before and after every unseen row is put back to its initial value (both
+    argmax over the whole vocabulary), ``reset_test_gain`` the copy signal after the reset."""
+    _check_next_token(init)
+    _check_next_token(trained)
+    u = unseen_ids(data)
+    e0, e1 = init.tok_emb.weight[u], trained.tok_emb.weight[u]
+    delta = (e1 - e0).double()
+    norms = delta.norm(dim=1)
+    out = {"unseen_rows": len(u), "row_move": float((norms / e0.double().norm(dim=1)).mean())}
+    if (norms > 0).sum() >= 2:
+        unit = delta[norms > 0] / norms[norms > 0, None]
+        cos = unit @ unit.T
+        k = len(unit)
+        out["move_cosine"] = float((cos.sum() - cos.diagonal().sum()) / (k * (k - 1)))
+        h = final_hidden(trained, data.x["train"]).double()
+        mean_move = delta.mean(0)
+        out["move_vs_hidden"] = float(-(mean_move @ h.mean(0)) / (mean_move.norm() * h.mean(0).norm()))
+        _, sv, vh = torch.linalg.svd(h, full_matrices=False)
+        basis = vh[sv > sv[0] * 1e-6].T                               # (d, r) span of the ĥ_i
+        out["move_in_hidden_span"] = float(((delta @ basis) ** 2).sum() / (delta ** 2).sum())
+    else:
+        out.update(move_cosine=math.nan, move_vs_hidden=math.nan, move_in_hidden_span=math.nan)
+    x, y = data.x["test"], data.y["test"]
+    out["test_error"] = float((trained(x).argmax(1) != y).float().mean())
+    reset = copy.deepcopy(trained)
+    reset.tok_emb.weight[u] = e0
+    logits = reset(x)
+    out["reset_test_error"] = float((logits.argmax(1) != y).float().mean())
+    out["reset_test_gain"] = float((logits.gather(1, y[:, None])[:, 0] - init(x).gather(1, y[:, None])[:, 0]).mean())
+    return out
 
 
 # ----------------------------------------------------------------------------- copying by construction
@@ -173,19 +369,25 @@ def vo_copy_error(d: int, b: float, seed: int = 0, n_test: int = 1000, test_alph
     return float((out.argmax(-1) != data.y["test"]).float().mean())
 
 
-def span_copy_error(d: int, n: int, vocab: int = 1000, n_test: int = 1000, seed: int = 0) -> float:
-    """The ideal span-limited copier: ``logits = (P_S e_u) Eᵀ`` where ``P_S`` projects onto the span of
-    ``n`` training embeddings (all rows i.i.d. ``N(0, I_d)``), against ``vocab`` candidates (the training
-    tokens and unseen ones).  The error it makes on unseen ``u`` is what any copier that has learned
-    only on the training span pays."""
-    if n >= d:
-        n = d  # the span is then the whole space: P_S = I
-    g = torch.Generator().manual_seed(seed)
-    emb = torch.randn(vocab, d, generator=g)                         # rows 0..n-1 are the training tokens
-    q, _ = torch.linalg.qr(emb[:n].T)                                # (d, n) basis of the training span
-    test = torch.arange(n, vocab)[torch.randint(0, vocab - n, (n_test,), generator=g)]
-    logits = ((emb[test] @ q) @ q.T) @ emb.T                         # (n_test, vocab)
-    return float((logits.argmax(-1) != test).float().mean())
+def vo_gradient_at_init(d: int, n: int = 64, seed: int = 0, depth: int = 1, heads: int = 1, dim_head: int = 32,
+                        mlp_dim: int = 64) -> dict[str, float]:
+    """The gradient of the copy loss with respect to ``b_h`` at initialisation (``b_h = 0``), string by
+    string, on ``n`` training strings of the copy task; the model is the chapter's probe model with
+    the VO identity.  Returns ``descent`` — the mean of ``−∂L_i/∂b_h`` over strings and heads, divided
+    by ``d`` (the chapter's estimate: ``≈ c · d``, ``c > 0``) — and ``positive_share``, the share of
+    (string, head) pairs whose own gradient already says "increase ``b_h``"."""
+    task = get_task("copy")
+    cfg = ModelConfig(kind="transformer", dim=d, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim,
+                      vo_identity=True)
+    data = make_data(task, DataConfig(n=n, n_test=8, test_alphabet=8, n_val=8, val_alphabet=8), seed=seed)
+    model = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
+    b = [blk.attn.b_h for blk in model.blocks]
+    grads = []
+    for x, y in zip(data.x["train"], data.y["train"]):
+        g = torch.autograd.grad(F.cross_entropy(model(x[None]), y[None]), b)
+        grads.append(-torch.cat(g))
+    grads = torch.stack(grads)                                       # (n, depth · heads)
+    return {"d": d, "descent": float(grads.mean()) / d, "positive_share": float((grads > 0).float().mean())}
 
 
 def _check_next_token(model: nn.Module) -> None:
@@ -201,7 +403,7 @@ def span_grid(model: ModelConfig, train: TrainConfig, dims: list[int], ns: list[
     is an error unless ``recompute``; ``store=False`` writes no file).  Each run's record also goes
     to the run store ``runs``."""
     config = {"model": model.to_dict(), "train": train.to_dict(), "dims": list(dims), "ns": list(ns),
-              "seeds": list(seeds), "data": data or {}}
+              "seeds": list(seeds), "data": data or {}, "measures": ["spans", "margins", "unseen_rows"]}
     runs = runs or RunStore(root)
 
     def compute():

@@ -1,5 +1,8 @@
 """The next-token theory's probes (symlib.probes): the exact one-step law of unseen rows, update
-spaces and projections, copying by construction."""
+spaces and projections, margin dilution in the linear copier, the copy signal and the unseen rows
+of a trained model (Adam), copying by construction and the gradient of b_h at initialisation."""
+
+import math
 
 import pytest
 import torch
@@ -66,9 +69,95 @@ def test_vo_path_copies_unseen_tokens_and_plain_init_does_not():
     assert P.vo_copy_error(128, b=0.0, n_test=200, test_alphabet=200) > 0.9
 
 
-def test_span_copier_fails_as_d_grows_at_fixed_n():
-    assert P.span_copy_error(64, 64, vocab=300, n_test=200) < 0.05   # n >= d: the span is everything
-    assert P.span_copy_error(512, 8, vocab=300, n_test=200) > 0.9
+def test_margin_dilution_error_grows_with_d_at_fixed_n():
+    runs = [P.margin_dilution(d, 32, unseen=64, steps=60) for d in (16, 32, 128)]
+    assert all(r["train_error"] == 0 for r in runs)                       # every d fits its training tokens
+    errors = [r["test_error"] for r in runs]
+    assert errors == sorted(errors) and errors[0] < 0.4 and errors[-1] > 0.9
+    assert runs[-1]["test_gain"] < 0.3 * runs[-1]["train_gain"]
+
+
+def test_margin_dilution_gain_ratio_is_m_over_d():
+    out = P.margin_dilution(128, 8, unseen=64, steps=60)
+    assert out["row_leak"] < 1e-5                                         # gradient descent keeps W = W P_S
+    assert out["m_over_d"] == 8 / 128 and out["hebbian"] == pytest.approx(8 / 137)
+    assert out["gain_ratio"] == pytest.approx(out["m_over_d"], rel=0.3)
+    assert out["gain_ratio"] == pytest.approx(out["hebbian"], rel=0.2)
+    assert out["w_norm"] < 20                                             # sqrt(d) ||W||_op: ||W|| ~ 1/sqrt(d)
+
+
+def test_margin_dilution_adam_leaves_the_training_span_and_bad_input():
+    assert P.margin_dilution(64, 8, unseen=32, steps=20, lr=1e-3, optimizer="adam")["row_leak"] > 0.1
+    with pytest.raises(ValueError, match="optimizer"):
+        P.margin_dilution(16, 4, optimizer="sgd")
+    with pytest.raises(ValueError, match="d must be a positive integer"):
+        P.margin_dilution(0, 4)
+
+
+def test_dilution_grid_is_cached_and_checks_its_config(tmp_path):
+    a = P.dilution_grid([16], [4], [0], unseen=16, steps=5, root=tmp_path)
+    assert (tmp_path / "next_token_theory" / "dilution.json").exists() and len(a["rows"]) == 1
+    assert P.dilution_grid([16], [4], [0], unseen=16, steps=5, root=tmp_path) == a
+    with pytest.raises(ValueError, match="recompute"):
+        P.dilution_grid([16], [4], [0], unseen=16, steps=6, root=tmp_path)
+    assert P.dilution_n_star(a["rows"]) == {16: None}
+
+
+def test_dilution_n_star_needs_the_error_to_stay_low():
+    rows = [{"d": 8, "n": n, "test_error": e} for n, e in [(4, 0.5), (8, 0.05), (16, 0.3), (32, 0.05), (64, 0.0)]]
+    rows += [{"d": 16, "n": n, "test_error": e} for n, e in [(4, 0.9), (8, 0.15), (16, 0.08)]]
+    assert P.dilution_n_star(rows) == {8: 32, 16: 16}
+
+
+@pytest.fixture(scope="module")
+def trained_copy():
+    """A tiny copy model trained with Adam (symlib.fit) and its initialisation."""
+    task = S.get_task("copy")
+    config = S.training.run_config("copy", S.ModelConfig(dim=16, depth=1, heads=1, dim_head=8, mlp_dim=16),
+                                   S.TrainConfig(epochs=150, eval_every=150), S.DataConfig(
+                                       n=32, n_test=40, test_alphabet=40, n_val=8, val_alphabet=8), seed=0)
+    result, trained = S.fit(config, return_model=True)
+    data = S.make_data(task, config.data, seed=0)
+    init = S.build_model(config.model, data.vocab_size, task.length, task.kind, seed=0)
+    return result, data, init, trained
+
+
+def test_unseen_ids_are_the_tokens_training_never_shows(trained_copy):
+    _, data, _, _ = trained_copy
+    u = set(P.unseen_ids(data).tolist())
+    seen = set(data.x["train"].flatten().tolist()) | set(data.y["train"].tolist())
+    assert u == set(range(data.vocab_size)) - seen
+    assert set(range(data.offsets["test"], data.vocab_size)) <= u
+
+
+def test_target_margins_of_a_trained_model(trained_copy):
+    result, data, init, trained = trained_copy
+    out = P.target_margins(init, trained, data)
+    assert out["test_error"] == pytest.approx(result.metrics["test_error"], abs=1e-6)
+    assert out["train_gain"] > 0 and out["train_margin"] > out["test_margin"]
+    assert out["gain_ratio"] == pytest.approx(out["test_gain"] / out["train_gain"])
+    same = P.target_margins(init, init, data)
+    assert same["train_gain"] == 0 and same["test_gain"] == 0 and math.isnan(same["gain_ratio"])
+
+
+def test_adam_moves_unseen_rows_in_a_common_direction(trained_copy):
+    result, data, init, trained = trained_copy
+    out = P.unseen_rows(init, trained, data)
+    assert out["unseen_rows"] == len(P.unseen_ids(data))
+    assert 0.01 < out["row_move"] < 1                  # Adam moves them (SGD would by ~p_u, i.e. barely)
+    assert out["move_cosine"] > 0.3                    # ... and all in much the same direction
+    assert out["move_vs_hidden"] > 0.5                 # ... against the mean training hidden state
+    assert out["test_error"] == pytest.approx(result.metrics["test_error"], abs=1e-6)
+    assert 0 <= out["reset_test_error"] <= 1
+    again = P.unseen_rows(init, trained, data)          # the reset acts on a copy
+    assert again == out or all(again[k] == pytest.approx(v, nan_ok=True) for k, v in out.items())
+    assert P.unseen_rows(init, init, data)["row_move"] == 0
+
+
+def test_vo_gradient_at_init_says_increase_b():
+    small, large = P.vo_gradient_at_init(16, n=16), P.vo_gradient_at_init(128, n=16)
+    assert small["descent"] > 0.01 and small["positive_share"] > 0.5    # signal ~ d, per-string noise ~ sqrt(d)
+    assert large["descent"] > 0.05 and large["positive_share"] == 1.0
 
 
 def test_probes_need_a_next_token_model():
