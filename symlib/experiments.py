@@ -325,16 +325,50 @@ def _n_upto(top: int) -> list[int]:
 
 
 COPY_N_MAX = {32: 512, 64: 1024, 128: 2048, 256: 4096}  # n = 4 … this, per d (extended as runs come in)
+COPY_ID_N_MAX = 256  # the identity models: n = 4 … this at every d ("a handful" is n <= 32)
+
+# The early-stopping rule of next-token runs (CE loss): stop once the train loss is below 0.01 and
+# the validation *error* has not moved for 100 epochs.  The chapter replays it on every full-length
+# run (d = 32 … 1024) before it is used (``next_token.rule_holds``); d <= 64 never uses it.
+COPY_RULE = replace(FULL, stop_train_loss=0.01, stop_metric="val_error")
+# The VO multiplier of ``copy`` and ``binding``: ``next_token.choose_vo_scale`` on ``copy_vo_scale``
+# (the chapter checks that this constant is what the rule picks); None until that sweep is in.
+COPY_VO_SCALE: float | None = None
+
+
+def _copy_train(d: int) -> TrainConfig:
+    return FULL if d <= COPY_FULL_UNTIL else COPY_RULE
 
 
 def copy(profile: str) -> list[RunConfig]:
-    """Figure "copy": the plain copy model across d (``COPY_N_MAX``), seeds 0–2; d <= 64 trains the
-    full 1000 epochs."""
-    return [c for d, top in COPY_N_MAX.items() if d <= COPY_FULL_UNTIL
-            for c in _grid(profile, "copy", [copy_model(d)], _n_upto(top), SEEDS_PAPER, FULL)]
+    """Figure "copy": the plain copy model across d (n = 4 … ``COPY_N_MAX[d]``), and — once the
+    multiplier is chosen — the model + VO and + KQ & VO (n = 4 … ``COPY_ID_N_MAX``) at every d of
+    ``COPY_DIMS``; seeds 0–2 (0–1 at d = 1024).  d <= 64 trains the full 1000 epochs, larger d
+    with ``COPY_RULE``."""
+    out = [c for d, top in COPY_N_MAX.items()
+           for c in _grid(profile, "copy", [copy_model(d)], _n_upto(top), SEEDS_PAPER, _copy_train(d))]
+    if COPY_VO_SCALE is not None:
+        for d in COPY_DIMS:
+            models = [copy_model(d, vo=True, scale=COPY_VO_SCALE), copy_model(d, vo=True, kq=True, scale=COPY_VO_SCALE)]
+            seeds = SEEDS_PAPER if d <= 512 else SEEDS_PAPER[:2]
+            out += _grid(profile, "copy", models, _n_upto(COPY_ID_N_MAX), seeds, _copy_train(d))
+    return _unique(out)
 
 
 COPY_PROTOCOL_N = [64, 256, 1024]
+
+
+BINDING_DIM = 64
+BINDING_N = [2 ** i for i in range(4, 13)]  # 16 … 4096 (extended as the budget allows)
+
+
+def binding(profile: str) -> list[RunConfig]:
+    """Variable binding: the copy model at d = ``BINDING_DIM``, plain and + KQ & VO (×
+    ``COPY_VO_SCALE``, once chosen), n = ``BINDING_N``, seeds 0–1, ``COPY_RULE``."""
+    models = [copy_model(BINDING_DIM)]
+    if COPY_VO_SCALE is not None:
+        models.append(copy_model(BINDING_DIM, vo=True, kq=True, scale=COPY_VO_SCALE))
+    return _grid(profile, "variable_binding", models, BINDING_N, SEEDS_PAPER[:2], COPY_RULE)
 
 
 def copy_protocol(profile: str) -> list[RunConfig]:
@@ -379,6 +413,7 @@ EXPERIMENTS = {
     "copy": copy,
     "copy_protocol": copy_protocol,
     "copy_bf16": copy_bf16,
+    "binding": binding,
     "copy_vo_scale": copy_vo_scale,
 }
 

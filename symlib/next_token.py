@@ -10,7 +10,7 @@ and the verdict rules written before the runs.
 * :func:`choose_vo_scale` — which multiplier of the VO term the copy sweep uses.
 * :func:`rule_check` / :func:`rule_holds` — an early-stopping rule replayed on full-length runs.
 * :func:`binding_table` — variable binding's test error split into "the other variable's value"
-  and "any other token".
+  and "any other token"; :func:`binding_verdict` — the rule for the binding claim.
 
 Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run; the embedding
 dimension d is its column ``model.dim``, shown as ``d``).  Chapter: *Next-token experiments*.
@@ -152,3 +152,41 @@ def binding_table(frame: pd.DataFrame) -> pd.DataFrame:
                         "train_error": g.train_error.mean(), "seeds": g.size()})
     out["any_other_token"] = out.test_error - out.other_value
     return out.reset_index()
+
+
+BINDING_PLATEAU = (0.3, 0.7)   # the copy plateau: test error in this range ...
+BINDING_OTHER_SHARE = 0.8      # ... at least this share of it the other variable's value
+BINDING_STILL_WRONG = 0.1      # plain: still wrong on at least this fraction at the largest n
+BINDING_SOLVED = 0.05          # + KQ & VO: below this test error ...
+BINDING_SOLVED_BY = 16384      # ... by this n
+
+
+def binding_verdict(table: pd.DataFrame) -> tuple[str, list[bool], str]:
+    """The binding claim's rule (stated in the chapter before the runs), on :func:`binding_table`:
+
+    1. the plain model shows the copy plateau: at some n its test error lies in
+       :data:`BINDING_PLATEAU` and at least :data:`BINDING_OTHER_SHARE` of it is the other value;
+    2. the plain model is still wrong on at least :data:`BINDING_STILL_WRONG` at the largest n run;
+    3. the model + KQ & VO is below :data:`BINDING_SOLVED` at some n <= :data:`BINDING_SOLVED_BY`.
+
+    Returns the verdict, the checks and a sentence with the numbers."""
+    from .status import grade
+    plain = table[table.model == "transformer"].sort_values("n")
+    both = table[table.model.str.startswith("transformer + KQ & VO")].sort_values("n")
+    if plain.empty or both.empty:
+        raise ValueError("binding_verdict needs runs of the plain model and of the model + KQ & VO")
+    low, high = BINDING_PLATEAU
+    plateau = plain[(plain.test_error >= low) & (plain.test_error <= high)
+                    & (plain.other_value >= BINDING_OTHER_SHARE * plain.test_error)]
+    last = plain.iloc[-1]
+    solved = both[(both.test_error < BINDING_SOLVED) & (both.n <= BINDING_SOLVED_BY)]
+    checks = [len(plateau) > 0, bool(last.test_error >= BINDING_STILL_WRONG), len(solved) > 0]
+    def curve(t):
+        return ", ".join(f"{e:.2f} (n = {n})" for n, e in zip(t.n, t.test_error))
+    measured = (f"d = 64, {int(plain.seeds.min())}–{int(plain.seeds.max())} seeds per point: plain test error {curve(plain)}; "
+                f"share that is the other variable's value at the plateau: "
+                + (", ".join(f"{o / e:.0%} (n = {n})" for n, o, e in zip(plateau.n, plateau.other_value, plateau.test_error))
+                   if len(plateau) else "no plateau")
+                + f". + KQ & VO: {curve(both)}. Checks (plateau / plain still wrong at n = {int(last.n)} / "
+                f"KQ & VO < {BINDING_SOLVED} by {BINDING_SOLVED_BY}): {checks}.")
+    return grade(checks), checks, measured

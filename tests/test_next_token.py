@@ -168,3 +168,50 @@ def test_copy_experiments_have_their_shapes():
         assert smoke and all(c.train.epochs <= 10 for c in smoke)
     full = [c for c in experiment("copy") if c.model.dim <= 64]
     assert full and all(c.train.stop_train_loss is None for c in full)
+
+
+def _binding(plain, both):
+    rows = [("transformer", n, e, o) for n, e, o in plain]
+    rows += [("transformer + KQ & VO (identity ×10)", n, e, o) for n, e, o in both]
+    t = pd.DataFrame(rows, columns=["model", "n", "test_error", "other_value"])
+    return t.assign(train_error=0.0, seeds=2, any_other_token=t.test_error - t.other_value)
+
+
+@pytest.mark.parametrize("plain, both, checks", [
+    ([(16, 0.95, 0.1), (256, 0.5, 0.45), (4096, 0.3, 0.2)], [(16, 0.5, 0.4), (1024, 0.01, 0.0)], [True, True, True]),
+    ([(16, 0.95, 0.1), (256, 0.5, 0.2), (4096, 0.05, 0.0)], [(16, 0.5, 0.4), (1024, 0.01, 0.0)], [False, False, True]),
+    ([(16, 0.95, 0.1), (256, 0.5, 0.45), (4096, 0.3, 0.2)], [(16, 0.5, 0.4), (32768, 0.01, 0.0)], [True, True, False]),
+])
+def test_binding_verdict_rule(plain, both, checks):
+    verdict, got, measured = NT.binding_verdict(_binding(plain, both))
+    assert got == checks
+    assert verdict == {3: "reproduced", 0: "not reproduced"}.get(sum(checks), "partial")
+    assert "plain test error 0.95 (n = 16)" in measured
+
+
+def test_binding_table_splits_the_error():
+    frame = pd.DataFrame({"model": ["transformer"] * 2, "n": [64, 64], "seed": [0, 1], "train_error": [0.0, 0.0],
+                          "test_error": [0.5, 0.3], "test_error_other_label": [0.4, 0.2]})
+    row = NT.binding_table(frame).iloc[0]
+    assert row.test_error == pytest.approx(0.4) and row.other_value == pytest.approx(0.3)
+    assert row.any_other_token == pytest.approx(0.1) and row.seeds == 2
+    with pytest.raises(ValueError, match="test_error_other_label"):
+        NT.binding_table(frame.drop(columns="test_error_other_label"))
+
+
+def test_precision_is_validated():
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; allowed: 32, bf16"):
+        TrainConfig(precision="fp8")
+    assert "precision" not in TrainConfig().to_dict()
+
+
+def test_bad_sizes_are_refused_clearly_and_any_d_works():
+    with pytest.raises(ValueError, match="model dim must be a positive integer; got 0"):
+        S.ModelConfig(dim=0)
+    with pytest.raises(ValueError, match="n must be a positive integer.*got 0"):
+        S.DataConfig(n=0)
+    with pytest.raises(ValueError, match="bad parameters {'d': 64} for task 'copy'"):
+        S.get_task("copy", d=64)
+    # the heads' inner width (heads × dim_head) is independent of d, so d need not divide by heads
+    r = S.fit("copy", S.ModelConfig(dim=10, heads=4, dim_head=8, mlp_dim=16, depth=1), TrainConfig(epochs=2), data=8)
+    assert 0 <= r.metrics["test_error"] <= 1
