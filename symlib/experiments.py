@@ -327,24 +327,26 @@ def _n_upto(top: int) -> list[int]:
 COPY_N_MAX = {32: 512, 64: 1024, 128: 2048, 256: 4096}  # n = 4 … this, per d (extended as runs come in)
 COPY_ID_N_MAX = 256  # the identity models: n = 4 … this at every d ("a handful" is n <= 32)
 
-# The early-stopping rule of next-token runs (CE loss): stop once the train loss is below 0.01 and
-# the validation *error* has not moved for 100 epochs.  The chapter replays it on every full-length
-# run (d = 32 … 1024) before it is used (``next_token.rule_holds``); d <= 64 never uses it.
+# The early-stopping rule proposed for next-token runs (CE loss): stop once the train loss is below
+# 0.01 and the validation *error* has not moved for 100 epochs.  The chapter replays it on the
+# full-length runs before use (``next_token.rule_holds``): on the 42 copy runs at d = 32 and 64 it
+# moved the reported test error by up to 0.07 (test error keeps falling slowly after the
+# validation error settles), so it is NOT used: every next-token run trains the full 1000 epochs.
 COPY_RULE = replace(FULL, stop_train_loss=0.01, stop_metric="val_error")
+COPY_RULE_ADOPTED = False
 # The VO multiplier of ``copy`` and ``binding``: ``next_token.choose_vo_scale`` on ``copy_vo_scale``
 # (the chapter checks that this constant is what the rule picks); None until that sweep is in.
 COPY_VO_SCALE: float | None = None
 
 
 def _copy_train(d: int) -> TrainConfig:
-    return FULL if d <= COPY_FULL_UNTIL else COPY_RULE
+    return COPY_RULE if COPY_RULE_ADOPTED and d > COPY_FULL_UNTIL else FULL
 
 
 def copy(profile: str) -> list[RunConfig]:
     """Figure "copy": the plain copy model across d (n = 4 … ``COPY_N_MAX[d]``), and — once the
     multiplier is chosen — the model + VO and + KQ & VO (n = 4 … ``COPY_ID_N_MAX``) at every d of
-    ``COPY_DIMS``; seeds 0–2 (0–1 at d = 1024).  d <= 64 trains the full 1000 epochs, larger d
-    with ``COPY_RULE``."""
+    ``COPY_DIMS``; seeds 0–2 (0–1 at d = 1024).  Full 1000 epochs (``COPY_RULE`` was not adopted)."""
     out = [c for d, top in COPY_N_MAX.items()
            for c in _grid(profile, "copy", [copy_model(d)], _n_upto(top), SEEDS_PAPER, _copy_train(d))]
     if COPY_VO_SCALE is not None:
@@ -364,11 +366,11 @@ BINDING_N = [2 ** i for i in range(4, 13)]  # 16 … 4096 (extended as the budge
 
 def binding(profile: str) -> list[RunConfig]:
     """Variable binding: the copy model at d = ``BINDING_DIM``, plain and + KQ & VO (×
-    ``COPY_VO_SCALE``, once chosen), n = ``BINDING_N``, seeds 0–1, ``COPY_RULE``."""
+    ``COPY_VO_SCALE``, once chosen), n = ``BINDING_N``, seeds 0–1, the full 1000 epochs."""
     models = [copy_model(BINDING_DIM)]
     if COPY_VO_SCALE is not None:
         models.append(copy_model(BINDING_DIM, vo=True, kq=True, scale=COPY_VO_SCALE))
-    return _grid(profile, "variable_binding", models, BINDING_N, SEEDS_PAPER[:2], COPY_RULE)
+    return _grid(profile, "variable_binding", models, BINDING_N, SEEDS_PAPER[:2], _copy_train(BINDING_DIM))
 
 
 def copy_protocol(profile: str) -> list[RunConfig]:
