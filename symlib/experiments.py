@@ -388,6 +388,15 @@ def copy_bf16(profile: str) -> list[RunConfig]:
                  replace(FULL, precision="bf16"))
 
 
+def copy_control(profile: str) -> list[RunConfig]:
+    """The labelled control of the fit question: ``copy_protocol`` with the logits scaled by
+    1/√d (``readout_scale``), so that their spread at initialisation is 1 instead of √d.  If the
+    plain model fits (and copies) at large d only then, the failure there is an optimisation
+    artefact of the N(0, 1) tied readout, not the inverse scaling law."""
+    models = [replace(copy_model(d), readout_scale=d ** -0.5) for d in (256, 1024)]
+    return _grid(profile, "copy", models, COPY_PROTOCOL_N, [0], FULL)
+
+
 def copy_vo_scale(profile: str) -> list[RunConfig]:
     """How fast must ``b_h`` grow?  The copy model + VO with the identity term ×1 … ×100
     (``COPY_SCALES``) at d = 64, 256, 1024, n = 4 … 128, seed 0, full 1000 epochs — the choice of
@@ -415,6 +424,7 @@ EXPERIMENTS = {
     "copy": copy,
     "copy_protocol": copy_protocol,
     "copy_bf16": copy_bf16,
+    "copy_control": copy_control,
     "binding": binding,
     "copy_vo_scale": copy_vo_scale,
 }

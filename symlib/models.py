@@ -28,6 +28,12 @@ MODEL_KINDS = ("transformer", "mlp", "mlp_xxt", "rnn", "lstm")
 DEFAULT_DEPTH = {"transformer": 2, "mlp": 3, "mlp_xxt": 3, "rnn": 1, "lstm": 1}
 
 
+def without_added_defaults(d: dict, added: dict) -> dict:
+    """``d`` without the fields of ``added`` that hold their default: a field added to a config
+    after runs were stored must not change the stored runs' hashes."""
+    return {k: v for k, v in d.items() if not (k in added and v == added[k])}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Every architectural choice of a run; part of its config hash.
@@ -51,6 +57,10 @@ class ModelConfig:
     init_scale: float = 1.0      # multiplier of every weight at initialisation
     mimetic: tuple[float, float] | None = None  # (alpha, beta): W_Qᵀ W_K ≈ alpha Z + beta I
     train_last_layer_only: bool = False  # random-features regime: only the readout trains
+    readout_scale: float = 1.0   # next-token: logits = readout_scale · LN(h_k) Eᵀ (a control; the paper's is 1)
+
+    # Fields added after runs were stored: left out of to_dict (and the hash) at their default.
+    ADDED_FIELDS = {"readout_scale": 1.0}
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -66,7 +76,7 @@ class ModelConfig:
         def number(v) -> bool:
             return not isinstance(v, bool) and isinstance(v, (int, float)) and isfinite(v)
 
-        for name in ("identity_scale", "logit_scale", "init_scale"):
+        for name in ("identity_scale", "logit_scale", "init_scale", "readout_scale"):
             v = getattr(self, name)
             if not number(v) or not v > 0:
                 raise ValueError(f"model {name} must be a finite positive number; got {v!r}")
@@ -81,7 +91,7 @@ class ModelConfig:
             raise ValueError(f"kq_identity, vo_identity and mimetic apply to the transformer only, not {self.kind!r}")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = without_added_defaults(asdict(self), self.ADDED_FIELDS)
         d["mimetic"] = list(self.mimetic) if self.mimetic else None
         return d
 
@@ -145,10 +155,14 @@ class Transformer(nn.Module):
 
 class NextTokenTransformer(nn.Module):
     """Same body, causal, read out at the final position with the tied unembedding:
-    ``logits = LN(h_k) Eᵀ`` over the whole vocabulary, ``(B, k)`` -> ``(B, vocab)``."""
+    ``logits = LN(h_k) Eᵀ`` over the whole vocabulary, ``(B, k)`` -> ``(B, vocab)``.
+
+    ``cfg.readout_scale`` multiplies the logits: with N(0, 1) rows and ``‖LN(h)‖ = √d`` their spread
+    at initialisation is ``√d``; ``1/√d`` makes it 1 — the control of *Next-token experiments*."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, length: int):
         super().__init__()
+        self.readout_scale = cfg.readout_scale
         self.tok_emb = nn.Embedding(vocab_size, cfg.dim)
         self.pos_emb = nn.Parameter(torch.randn(1, length, cfg.dim))
         self.blocks = nn.ModuleList(Block(cfg, causal=True) for _ in range(cfg.depth))
@@ -158,7 +172,8 @@ class NextTokenTransformer(nn.Module):
         h = self.tok_emb(x) + self.pos_emb
         for block in self.blocks:
             h = block(h, record)
-        return self.ln_f(h[:, -1]) @ self.tok_emb.weight.T               # (B, vocab)
+        logits = self.ln_f(h[:, -1]) @ self.tok_emb.weight.T             # (B, vocab)
+        return logits if self.readout_scale == 1.0 else self.readout_scale * logits
 
     def readout(self) -> nn.Module:
         return self.tok_emb  # tied: the last layer is the (un)embedding

@@ -344,6 +344,8 @@ def model_label(model: dict) -> str:
         base += f" (identity ×{model['identity_scale']:g})"
     if model.get("mimetic"):
         base += " (mimetic)"
+    if model.get("readout_scale", 1.0) != 1.0:
+        base += f" (logits ×{model['readout_scale']:.3g})"
     return base
 
 

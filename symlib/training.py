@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .data import DataConfig, TaskData, make_data
-from .models import ModelConfig, build_model, cached_readout
+from .models import ModelConfig, build_model, cached_readout, without_added_defaults
 from .tasks import from_spec, get_task
 from .templates import TemplateTask
 
@@ -40,11 +40,6 @@ OPTIMIZERS = ("adam", "sgd")
 STOP_METRICS = ("val_loss", "val_error")
 PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # TrainConfig.precision -> Lightning's name
 
-
-def without_added_defaults(d: dict, added: dict) -> dict:
-    """``d`` without the fields of ``added`` that hold their default: a field added to a config
-    after runs were stored must not change the stored runs' hashes."""
-    return {k: v for k, v in d.items() if not (k in added and v == added[k])}
 
 
 @dataclass(frozen=True)

@@ -215,3 +215,17 @@ def test_bad_sizes_are_refused_clearly_and_any_d_works():
     # the heads' inner width (heads × dim_head) is independent of d, so d need not divide by heads
     r = S.fit("copy", S.ModelConfig(dim=10, heads=4, dim_head=8, mlp_dim=16, depth=1), TrainConfig(epochs=2), data=8)
     assert 0 <= r.metrics["test_error"] <= 1
+
+
+def test_readout_scale_multiplies_the_logits_and_keeps_old_hashes():
+    from dataclasses import replace
+    task = S.get_task("copy")
+    data = S.make_data(task, SMALL_DATA, seed=0)
+    plain = S.build_model(TINY, data.vocab_size, task.length, task.kind, seed=0)
+    scaled = S.build_model(replace(TINY, readout_scale=0.25), data.vocab_size, task.length, task.kind, seed=0)
+    x = data.x["test"]
+    assert torch.allclose(scaled(x), 0.25 * plain(x), atol=1e-6)
+    assert "readout_scale" not in TINY.to_dict()                      # stored runs keep their keys
+    assert S.store.model_label(replace(TINY, readout_scale=1 / 32).to_dict()) == "transformer (logits ×0.0312)"
+    with pytest.raises(ValueError, match="readout_scale must be a finite positive number"):
+        replace(TINY, readout_scale=0.0)
