@@ -167,6 +167,7 @@ def _distinct_draws(rng: np.random.Generator, m: int, w: int, alphabet: int) -> 
 
 
 def _positive(name: str, value, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0 or (high and value > high):
-        limit = f" <= {high}" if high else ""
-        raise ValueError(f"{name} must be a positive integer{limit}; got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be at most {high}; got {value!r}")
