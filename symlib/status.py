@@ -3,12 +3,16 @@
 Each chapter, when executed in the ``paper`` profile, calls :func:`record` for the claims it
 tests; the record (``<store root>/status/<claim id>.json``) holds the measurement as a short
 sentence with rounded numbers, the verdict and the code version.  The *Reproduction status* page
-renders :func:`table`: every claim of :data:`CLAIMS` (the brief's list, §4–5), with "not yet run"
-where no chapter has recorded it yet.
+renders :func:`table` as HTML (:func:`html_table`, :func:`tally`): every claim of :data:`CLAIMS`
+(the brief's list, §4–5), with "not yet run" where no chapter has recorded it yet, its verdict as a
+coloured badge, the paper's and our numbers in short, the full sentences in a dropdown and a link to
+the section that measures it.  Every text is HTML-escaped, so no measured value (a ``|``, a ``<``, a
+``$``) can break the table or be read as math.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -49,6 +53,38 @@ CLAIMS: dict[str, tuple[str, str]] = {
 }
 
 
+# id -> (a reader-facing name, the paper's number in a few words, the section that measures it:
+# "page#anchor", relative to chapters/; None where no chapter exists yet)
+SHORT: dict[str, tuple[str, str, str | None]] = {
+    "theory_mlp_unseen_weights": ("MLPs cannot use unseen symbols (theorem)", "unseen rows frozen; test loss ≥ 1", "mlp_failure.html#summary"),
+    "theory_kernel_check_values": ("The kernel's Taylor coefficients", "two closed forms", "kernel.html#taylor-coefficients-by-computer-algebra"),
+    "theory_kernel_nonsingular": ("The template matrix N is nonsingular", "N nonsingular, KQ helps", "kernel.html#the-template-matrix-n"),
+    "theory_inverse_scaling": ("Why next-token copying scales inversely with d", "projection ~ n/d; VO copies", "next_token_theory.html#summary"),
+    "mlp_trivial": ("The MLP stays at the trivial level", "test loss ≈ 1 for n ≤ 8k", "regression.html#verdicts"),
+    "transformer_needs_data": ("The transformer needs thousands of samples", "n* ≈ 2k", "regression.html#verdicts"),
+    "kq_sample_efficiency": ("The KQ identity saves data", "16–64× fewer samples", "regression.html#verdicts"),
+    "vo_regression": ("The VO identity alone helps less", "n*(+VO) > n*(+KQ)", "regression.html#verdicts"),
+    "rnn_lstm": ("RNN and LSTM lag behind", "n* > 2k", "regression.html#verdicts"),
+    "mlp_xxt": ("An MLP given X Xᵀ generalizes", "learns with few samples", "regression.html#figure-6-an-mlp-given-xx-top-features"),
+    "majority": ("Majority-k with both identities", "majority-6, -8 learned by 8k", "regression.html#figure-3-harder-tasks-aabb-vs-abab-and-majority-k"),
+    "random_templates": ("Random templates: what makes a task hard", "4 axes, claimed signs", "regression.html#figure-4-random-template-tasks"),
+    "hp_learning_rate": ("Learning rate", "best 3e-4…1e-3; 1e-2 fails", "regression.html#figure-5-hyper-parameters-of-the-plain-transformer"),
+    "hp_batch_size": ("Batch size", "smaller helps at small n", "regression.html#figure-5-hyper-parameters-of-the-plain-transformer"),
+    "hp_depth_heads": ("Depth and heads", "more helps", "regression.html#figure-5-hyper-parameters-of-the-plain-transformer"),
+    "hp_embedding_dim": ("Embedding dimension", "larger hurts", "regression.html#figure-5-hyper-parameters-of-the-plain-transformer"),
+    "kernel_regime": ("Training only the last layer", "no generalization at ×1", "regression.html#figure-8-training-only-the-last-layer"),
+    "mimetic": ("Mimetic initialisation", "gain ≈ the KQ identity's", "regression.html#figure-7-mimetic-initialisation"),
+    "copy_inverse_scaling": ("Copying: inverse scaling with d", "n needed ∝ d; VO: few", "next_token.html#the-copy-task-across-the-embedding-dimension"),
+    "variable_binding": ("Variable binding", "plain ≈ 0.5; identities ≈ 0 by 16k", "next_token.html#variable-binding"),
+    "gpt2_wikitext": ("GPT-2 on WikiText-2", "perplexity no worse", None),
+    "gpt2_pretrained": ("Pretrained GPT-2 on template tasks", "far more sample-efficient", None),
+}
+
+# badge colours (background, text) of the four verdicts
+COLOURS = {"reproduced": ("#1b7a3a", "#ffffff"), "partial": ("#b35c00", "#ffffff"),
+           "not reproduced": ("#b3261e", "#ffffff"), "not yet run": ("#6b6b6b", "#ffffff")}
+
+
 def grade(checks) -> str:
     """The verdict of a claim tested by several checks (booleans, numpy's included): "reproduced"
     if every check holds, "partial" if some do, "not reproduced" if none do (or there are none).
@@ -64,32 +100,50 @@ def status_dir(root: str | Path | None = None) -> Path:
     return Path(root if root is not None else default_root()) / "status"
 
 
-def record(claim: str, measured: str, verdict: str, root: str | Path | None = None) -> Path:
-    """Record our measurement for ``claim`` (an id of :data:`CLAIMS`) with a verdict."""
+def record(claim: str, measured: str, verdict: str, root: str | Path | None = None,
+           ours: str | None = None) -> Path:
+    """Record our measurement for ``claim`` (an id of :data:`CLAIMS`) with a verdict; ``ours`` is the
+    measurement in a few words (the status page's "ours" column; by default the start of
+    ``measured``, see :func:`short`)."""
     if claim not in CLAIMS:
         raise ValueError(f"unknown claim {claim!r}; allowed: {', '.join(CLAIMS)}")
     if verdict not in VERDICTS[:-1]:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS[:-1])}; got {verdict!r}")
     if not isinstance(measured, str) or not measured.strip():
         raise ValueError("measured must be a non-empty sentence with the numbers we measured")
+    if ours is not None and (not isinstance(ours, str) or not ours.strip()):
+        raise ValueError("ours must be a non-empty short text, or None")
     from .training import git_commit
     chapter, paper = CLAIMS[claim]
     path = status_dir(root) / f"{claim}.json"
     if path.exists():  # unchanged findings keep their record (and the commit that first wrote it)
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
-            if (old.get("paper"), old.get("measured"), old.get("verdict")) == (paper, measured.strip(), verdict):
+            if ((old.get("paper"), old.get("measured"), old.get("verdict"), old.get("ours"))
+                    == (paper, measured.strip(), verdict, ours and ours.strip())):
                 return path
         except (ValueError, AttributeError):
             pass  # a corrupt or malformed record is simply rewritten
     rec = {"claim": claim, "chapter": chapter, "paper": paper, "measured": measured.strip(),
            "verdict": verdict, "symlib": __version__, "git_commit": git_commit()}
+    if ours is not None:
+        rec["ours"] = ours.strip()
     atomic_write_text(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
     return path
 
 
+def short(measured: str, limit: int = 60) -> str:
+    """The first clause of a measured sentence (up to its first '; '), cut to ``limit`` characters
+    at a word boundary: the "ours" column of a record that gives none."""
+    text = measured.strip().split("; ", 1)[0].rstrip(".")
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+    return text
+
+
 def table(root: str | Path | None = None) -> pd.DataFrame:
-    """Every claim with our measurement and verdict ("not yet run" where none is recorded)."""
+    """Every claim with our measurement and verdict ("not yet run" where none is recorded), its
+    reader-facing name, the paper's and our numbers in short and the section that measures it."""
     rows = []
     for claim, (chapter, paper) in CLAIMS.items():
         path = status_dir(root) / f"{claim}.json"
@@ -104,6 +158,57 @@ def table(root: str | Path | None = None) -> pd.DataFrame:
                 raise ValueError(f"malformed status record {path}: it needs a 'measured' sentence and a "
                                  f"'verdict' (one of {', '.join(VERDICTS[:-1])}); re-run chapter "
                                  f"{chapter!r} to rewrite it")
+            if rec.get("ours") is not None and not (isinstance(rec["ours"], str) and rec["ours"].strip()):
+                raise ValueError(f"malformed status record {path}: its 'ours' must be a non-empty text; "
+                                 f"re-run chapter {chapter!r} to rewrite it")
+        title, paper_short, link = SHORT[claim]
+        ours = rec.get("ours") or (short(rec["measured"]) if rec["verdict"] != "not yet run" else "—")
         rows.append({"claim": claim, "chapter": chapter, "paper": paper,
-                     "measured": rec["measured"], "verdict": rec["verdict"]})
+                     "measured": rec["measured"], "verdict": rec["verdict"],
+                     "title": title, "paper_short": paper_short, "ours": ours, "link": link})
     return pd.DataFrame(rows)
+
+
+def badge(verdict: str) -> str:
+    """A verdict as a coloured badge (an HTML ``<span>`` carrying ``data-verdict``)."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}")
+    bg, fg = COLOURS[verdict]
+    return (f'<span class="verdict-badge" data-verdict="{verdict}" style="display:inline-block;'
+            f'padding:0.1em 0.55em;border-radius:0.8em;background:{bg};color:{fg};font-size:0.85em;'
+            f'font-weight:600;white-space:nowrap">{verdict}</span>')
+
+
+def tally(frame: pd.DataFrame) -> str:
+    """The count of each verdict as a row of badges (HTML), in the order of :data:`VERDICTS`."""
+    counts = frame["verdict"].value_counts()
+    items = [f'<span class="verdict-count" data-verdict="{v}" style="margin-right:1em">{badge(v)} '
+             f'<b>{int(counts.get(v, 0))}</b></span>' for v in VERDICTS]
+    return f'<p class="verdict-tally">{"".join(items)}</p>'
+
+
+def _text(text: str) -> str:
+    """Escaped for HTML, and kept away from MathJax (a measured ``$`` is not math)."""
+    return f'<span class="tex2jax_ignore mathjax_ignore">{html.escape(text)}</span>'
+
+
+def html_table(frame: pd.DataFrame, base: str = "") -> str:
+    """The status table as HTML: claim (linked to its section), verdict badge, the paper's and our
+    numbers in short, and the paper's claim and our measurement in full in a dropdown.
+
+    ``base`` is prefixed to each link (``""`` from a page in ``chapters/``).  Every text is escaped.
+    """
+    rows = []
+    for r in frame.itertuples(index=False):
+        name = _text(r.title)
+        if isinstance(r.link, str) and r.link:  # pandas may hold a missing link as NaN
+            name = f'<a href="{html.escape(base + r.link, quote=True)}">{name}</a>'
+        details = (f'<details><summary>details</summary><p><b>Paper:</b> {_text(r.paper)}</p>'
+                   f'<p><b>We measured:</b> {_text(r.measured)}</p>'
+                   f'<p style="font-size:0.8em;color:#666">claim id <code>{html.escape(r.claim)}</code></p></details>')
+        rows.append(f'<tr class="claim-row" data-claim="{html.escape(r.claim, quote=True)}"><td>{name}</td>'
+                    f'<td>{badge(r.verdict)}</td><td>{_text(r.paper_short)}</td><td>{_text(r.ours)}</td>'
+                    f'<td>{details}</td></tr>')
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "paper", "ours", ""))
+    return (f'<table class="status-table table" style="width:100%;font-size:0.9em">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
