@@ -85,15 +85,22 @@ COLOURS = {"reproduced": ("#1b7a3a", "#ffffff"), "partial": ("#b35c00", "#ffffff
            "not reproduced": ("#b3261e", "#ffffff"), "not yet run": ("#6b6b6b", "#ffffff")}
 
 
-def grade(checks) -> str:
+def grade(checks, partial=None) -> str:
     """The verdict of a claim tested by several checks (booleans, numpy's included): "reproduced"
     if every check holds, "partial" if some do, "not reproduced" if none do (or there are none).
 
+    ``partial``, where given, replaces the second test: "partial" if any of *its* checks holds (for
+    rules with a weaker bar for partial, e.g. a ratio ≥ 16 to reproduce but ≥ 2 for partial).
+    Every verdict rule of :mod:`symlib.claims` goes through here.
+
     Counting is done here, one check at a time, because numpy booleans do not add up: ``np.True_ +
-    np.True_`` is ``True`` (logical or), not 2. Used by the figure-5 claim cell of *Regression*.
+    np.True_`` is ``True`` (logical or), not 2.
     """
     held = [bool(c) for c in checks]
-    return "reproduced" if held and all(held) else "partial" if any(held) else "not reproduced"
+    if held and all(held):
+        return "reproduced"
+    weaker = held if partial is None else [bool(c) for c in partial]
+    return "partial" if any(weaker) else "not reproduced"
 
 
 def status_dir(root: str | Path | None = None) -> Path:
