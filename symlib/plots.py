@@ -44,7 +44,7 @@ def loss_vs_n(frame: pd.DataFrame, y: str = "test_loss", hue: str = "model", ax=
     if logy:
         ax.set_yscale("log")
     if trivial is not None:
-        ax.axhline(trivial, color="grey", ls="--", lw=1, label="trivial (predict 0)")
+        ax.axhline(trivial, color="grey", ls=":", lw=1, label="trivial (predict 0)")  # dashed: the paper's curves
     ax.set_xlabel("n  (training samples = train alphabet size)")
     ax.set_ylabel({"test_loss": "test loss (MSE, unseen symbols)",
                    "test_error": "test error (unseen symbols)"}.get(y, y))

@@ -219,3 +219,17 @@ def html_table(frame: pd.DataFrame, base: str = "") -> str:
     head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "paper", "ours", ""))
     return (f'<table class="status-table table" style="width:100%;font-size:0.9em">'
             f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def verdict_list(frame: pd.DataFrame, verdicts, base: str = "") -> str:
+    """The claims of ``frame`` with one of ``verdicts``, as an HTML list: name (linked), badge, and
+    our number in short ('—' lists nothing)."""
+    items = []
+    for r in frame[frame["verdict"].isin(list(verdicts))].itertuples(index=False):
+        name = _text(r.title)
+        if isinstance(r.link, str) and r.link:
+            name = f'<a href="{html.escape(base + r.link, quote=True)}">{name}</a>'
+        ours = "" if r.ours == "—" else f" — {_text(r.ours)}"
+        items.append(f'<li class="claim-item" data-claim="{html.escape(r.claim, quote=True)}">'
+                     f'{badge(r.verdict)} {name}{ours}</li>')
+    return f'<ul class="verdict-list">{"".join(items)}</ul>' if items else "<p>none</p>"

@@ -132,3 +132,20 @@ def test_raw_tex_check_sees_a_split_math_span(tmp_path):
                     '<span class="math">\\(x\\)</span><pre>$ ls</pre></main>')
     text = visible_text(page)
     assert "$" in text and "\\(" not in text and "ls" not in text
+
+
+def test_intro_opens_with_the_results(site_html):
+    """The intro shows the tally, the headline claims with verdict badges, the headline figure and
+    the lists of what did not (fully) reproduce — before the how-to sections."""
+    page = soup(site_html / "chapters" / "intro.html")
+    from symlib import paper
+    rows = page.select("tr.claim-row")
+    assert [r["data-claim"] for r in rows] == [c for c in status.CLAIMS if c in paper.HEADLINE_CLAIMS]
+    assert all(r.select_one(".verdict-badge").get_text(strip=True) in status.VERDICTS for r in rows)
+    assert page.select_one(".verdict-tally") is not None
+    heading = page.find(id="the-headline-figure")
+    assert heading is not None and heading.find("img") is not None, "no headline figure"
+    assert len(page.select("ul.verdict-list li.claim-item")) == sum(
+        1 for v in status.table()["verdict"] if v != "reproduced")
+    how_to = page.find(id="how-to-re-run-it")
+    assert how_to is not None and rows[0].sourceline < how_to.sourceline

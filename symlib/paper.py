@@ -1,0 +1,203 @@
+"""The paper's own curves beside ours: overlays and fidelity tables.
+
+``data/paper/figdata.json`` holds the curves of the authors' figure files (eboix/relational-reasoning,
+``experiments/figs/*.pdf``, commit 35a75ac), digitized from the vector content of the PDFs; see
+``data/paper/figdata.md``.  They are for *reading* our figures against the paper's — an overlay
+(dashed, grey) and, per figure, the paper's n* next to ours by the same rule — never for choosing
+settings.  Chapters: *Regression experiments* (every figure that figdata covers) and the intro's
+headline figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+
+import pandas as pd
+
+from .store import REPO_DATA
+
+FIGDATA = REPO_DATA / "paper" / "figdata.json"
+SOURCE = "the paper's curve, digitized from the authors' figure files (data/paper/figdata.md)"
+
+_ARCH = "diff_architectures_gotu.pdf"
+_TASKS = "various_tasks_1_gotu.pdf"
+_MAJ_BOTH = "majority_tasks_abridged_transformer_identity_scalings_1.pdf"
+
+# our figure -> {(panel, our curve): (figure file, series)}; panel None for one-panel figures
+SERIES: dict[str, dict[tuple[str | None, str], tuple[str, str]]] = {
+    # figure 1: the paper's "modified transformer" of samedifferent.pdf is the KQ identity (its
+    # teaser1.pdf twin on ABA vs ABB is labelled "Transformer + KQ identity")
+    "fig1": {(None, "MLP"): ("samedifferent.pdf", "Fully-connected"),
+             (None, "transformer"): ("samedifferent.pdf", "Transformer"),
+             (None, "transformer + KQ"): ("samedifferent.pdf", "Modified transformer")},
+    "fig2": {(None, "transformer"): (_ARCH, "Transformer, lr 0.001"),
+             (None, "transformer + KQ"): (_ARCH, "Transformer + KQ identity, lr 0.001"),
+             (None, "transformer + VO"): (_ARCH, "Transformer + VO identity, lr 0.001"),
+             (None, "transformer + KQ & VO"): (_ARCH, "Transformer + KQ, VO identity, lr 0.001"),
+             (None, "MLP"): (_ARCH, "Depth-3 FCNet, lr 0.001"),
+             (None, "RNN"): (_ARCH, "RNN, lr 0.001"),
+             (None, "LSTM"): (_ARCH, "LSTM, lr 0.001")},
+    "fig3": {**{(t, "transformer"): (_TASKS, s) for t, s in (
+                ("ABA vs ABB", "ABA vs. ABB, lr 0.001"), ("AABB vs ABAB", "AABB vs. ABAB, lr 0.001"),
+                ("majority-2", "length-2 majority, lr 0.001"), ("majority-4", "length-4 majority, lr 0.001"),
+                ("majority-6", "length-6 majority, lr 0.001"), ("majority-8", "length-8 majority, lr 0.001"))},
+             **{(f"majority-{k}", "transformer + KQ & VO"): (_MAJ_BOTH, f"majority_len={k}, lr 0.001")
+                for k in (2, 4, 6, 8)}},
+    # figure 6: its MLP curve is point for point figure 2's depth-3 FCNet, so the task is ABA vs ABB
+    "fig6": {("ABA vs ABB", "MLP"): ("mlp_concat_XXT_gotu.pdf", "MLP, lr 0.001"),
+             ("ABA vs ABB", "MLP + XXᵀ"): ("mlp_concat_XXT_gotu.pdf", "MLP + XX^T data augmentation, lr 0.001")},
+    "fig7": {(None, "transformer"): ("transformer_mimetic_n_gotu.pdf", "regular init, lr 0.001"),
+             (None, "transformer (mimetic)"): ("transformer_mimetic_n_gotu.pdf", "mimetic init, lr 0.001")},
+    # figure 8: only scale 1 is common to both (the paper's other scales are 8 and 64, ours 2 and 4)
+    "last_layer": {(None, "× 1"): ("transformer_lastlayer_1_gotu.pdf", "Initialization scale multiplier 1")},
+}
+
+# the paper's own replicates of one configuration (figdata.md): its noise, the yardstick of "agrees"
+REPLICATES = [
+    ("transformer, ABA vs ABB", ("teaser1.pdf", "Transformer"), (_ARCH, "Transformer, lr 0.001")),
+    ("transformer + KQ, ABA vs ABB", ("teaser1.pdf", "Transformer + KQ identity"),
+     (_ARCH, "Transformer + KQ identity, lr 0.001")),
+    ("transformer, AABB vs ABAB", ("aabb_vs_abab_teaser.pdf", "AABB vs. ABAB, lr"), (_TASKS, "AABB vs. ABAB, lr 0.001")),
+]
+
+
+@lru_cache(maxsize=1)
+def figdata() -> dict:
+    """The digitized figures: file -> {'about', 'texts', 'series': name -> {'mean', 'band'}}."""
+    return json.loads(FIGDATA.read_text(encoding="utf-8"))["figures"]
+
+
+def curve(file: str, series: str) -> pd.Series:
+    """One of the paper's plotted mean curves: test loss indexed by n."""
+    try:
+        points = figdata()[file]["series"][series]["mean"]
+    except KeyError:
+        raise KeyError(f"no series {series!r} in {file!r} of {FIGDATA}") from None
+    return pd.Series({int(round(n)): max(float(y), 0.0) for n, y in points}, name=series).sort_index()
+
+
+def n_star_of(c: pd.Series, threshold: float = 0.1) -> float:
+    """The smallest plotted n with loss below ``threshold`` (NaN if none): our rule, on the paper's
+    grid (figure 3's files plot every other power of two, so their n* is resolved to 4×)."""
+    below = c[c < threshold]
+    return float(below.index.min()) if len(below) else math.nan
+
+
+def series_for(figure: str, panel: str | None = None) -> dict[str, tuple[str, str]]:
+    """Our curve -> (file, series) for one figure (and panel)."""
+    return {ours: src for (p, ours), src in SERIES.get(figure, {}).items() if p == panel}
+
+
+def overlay(ax, figure: str, panel: str | None = None, legend: bool = True) -> int:
+    """Draw the paper's curves for ``figure`` (and ``panel``) on ``ax`` beside each of our curves
+    that the axes show (found by its legend label): dashed grey lines, with markers in the colour of
+    our matching curve.  Returns how many."""
+    colours = {}
+    handles, labels = ax.get_legend_handles_labels()
+    for h, label in zip(handles, labels):
+        if hasattr(h, "get_color"):
+            colours[label] = h.get_color()
+    drawn = 0
+    for ours, (file, series) in series_for(figure, panel).items():
+        if ours not in colours:  # only beside a curve of ours that the axes show
+            continue
+        c = curve(file, series)
+        ax.plot(c.index, c.clip(lower=1e-6).values, ls="--", lw=1.2, color="0.45", marker="x", ms=5,
+                mec=colours.get(ours, "0.45"), zorder=1)
+        drawn += 1
+    if drawn and legend:
+        from matplotlib.lines import Line2D
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], ls="--", color="0.45", marker="x"))
+        labels.append("paper (digitized; marker colour = its curve)")
+        ax.legend(handles, labels, fontsize=ax.get_legend().get_texts()[0].get_fontsize() if ax.get_legend() else 8)
+    return drawn
+
+
+def overlay_panels(fig, figure: str) -> int:
+    """:func:`overlay` on each panel of a :func:`symlib.plots.loss_vs_n_panels` figure (panels are
+    found by their titles)."""
+    return sum(overlay(ax, figure, ax.get_title()) for ax in fig.axes if ax.get_visible())
+
+
+def fidelity(frame: pd.DataFrame, figure: str, threshold: float = 0.1, by: str = "model",
+             panel: str | None = None) -> pd.DataFrame:
+    """Per curve of ``figure`` that the paper also plots: the paper's n* and ours by the same rule
+    (smallest n whose mean test loss is below ``threshold``), and ours / paper.  ``panel`` names
+    the column of ``frame`` that holds the panel (e.g. ``task_label``) for multi-panel figures."""
+    from .plots import n_star
+    rows = []
+    for (p, ours), (file, series) in SERIES.get(figure, {}).items():
+        part = frame if p is None else frame[frame[panel] == p]
+        part = part[part[by] == ours]
+        if part.empty:
+            continue
+        theirs = n_star_of(curve(file, series), threshold)
+        mine = n_star(part, threshold, by=by).get(ours, math.nan)
+        grid = int(part.n.max())
+        rows.append({"curve": ours if p is None else f"{p}: {ours}",
+                     "paper n*": _fmt(theirs, max(curve(file, series).index)),
+                     "ours n*": _fmt(mine, grid),
+                     "ours / paper": _ratio(mine, theirs, grid, max(curve(file, series).index))})
+    return pd.DataFrame(rows).set_index("curve") if rows else pd.DataFrame()
+
+
+def yardstick(threshold: float = 0.1) -> pd.DataFrame:
+    """The paper's own replicates: n* of two figure files plotting one configuration, and their ratio."""
+    rows = []
+    for name, a, b in REPLICATES:
+        na, nb = n_star_of(curve(*a), threshold), n_star_of(curve(*b), threshold)
+        rows.append({"configuration": name, "n* (one file)": _fmt(na, 0), "n* (the other)": _fmt(nb, 0),
+                     "ratio": _ratio(na, nb, 0, 0)})
+    return pd.DataFrame(rows).set_index("configuration")
+
+
+def _fmt(x: float, top: int) -> str:
+    return f"> {top}" if x != x else str(int(x))
+
+
+def _ratio(ours: float, theirs: float, our_top: int, their_top: int) -> str:
+    """ours / theirs, or a bound when one curve never gets below the threshold."""
+    if ours == ours and theirs == theirs:
+        r = ours / theirs
+        return f"{r:.0f}×" if r >= 1 else f"1/{1 / r:.0f}"
+    if ours != ours and theirs == theirs:
+        return f"> {2 * our_top / theirs:.0f}×" if our_top else "n/a"
+    if ours == ours and theirs != theirs:
+        return f"< 1/{2 * their_top / ours:.0f}" if their_top else "n/a"
+    return "neither below"
+
+
+# ----------------------------------------------------------------------------- the intro's headline
+
+HEADLINE_MODELS = ["transformer", "transformer + KQ", "LSTM", "MLP"]
+HEADLINE_CLAIMS = ["theory_mlp_unseen_weights", "mlp_trivial", "transformer_needs_data", "kq_sample_efficiency",
+                   "majority", "theory_inverse_scaling", "copy_inverse_scaling", "variable_binding"]
+
+
+def headline_runs(profile: str = "paper") -> pd.DataFrame:
+    """Figure 2's runs (ABA vs ABB) of :data:`HEADLINE_MODELS`, over the seeds whose grid is complete
+    in the store (empty when none is): the intro's headline figure.  Computes nothing."""
+    from .experiments import seed_status, stored
+    done = [s for s, (have, total) in seed_status("fig2", profile).items() if total and have == total]
+    if not done:
+        return pd.DataFrame()
+    frame = stored("fig2", profile, done)[0]
+    return frame[frame.model.isin(HEADLINE_MODELS)]
+
+
+def headline_figure(frame: pd.DataFrame):
+    """ABA vs ABB across architectures: ours (seed mean, band min–max over seeds) and the paper's
+    curves dashed.  Returns the axes."""
+    from .plots import loss_vs_n
+    ax = loss_vs_n(frame, hue_order=[m for m in HEADLINE_MODELS if m in set(frame.model)],
+                   title=f"ABA vs ABB on unseen symbols ({_seeds(frame)}; dashed: the paper)")
+    overlay(ax, "fig2")
+    return ax
+
+
+def _seeds(frame: pd.DataFrame) -> str:
+    s = sorted(frame.seed.unique())
+    return f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"

@@ -1,0 +1,62 @@
+"""The paper's digitized curves (symlib.paper): every mapped series exists, n* by our rule,
+fidelity tables and overlays (issue 19)."""
+
+import math
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from symlib import paper
+from symlib.plots import loss_vs_n
+
+matplotlib.use("Agg")
+
+
+def test_every_mapped_series_is_in_figdata():
+    for figure, series in paper.SERIES.items():
+        for (panel, ours), (file, name) in series.items():
+            c = paper.curve(file, name)
+            assert len(c) >= 4 and (c.index > 0).all() and (c >= 0).all(), (figure, ours)
+    with pytest.raises(KeyError, match="no series"):
+        paper.curve("teaser1.pdf", "nope")
+
+
+def test_n_star_of_a_paper_curve():
+    c = pd.Series({4: 1.0, 8: 0.5, 16: 0.05, 32: 0.2})
+    assert paper.n_star_of(c) == 16 and math.isnan(paper.n_star_of(c, threshold=0.01))
+    assert paper.n_star_of(paper.curve("teaser1.pdf", "Transformer + KQ identity")) == 64
+
+
+def runs(model, n_star, seeds=(0, 1)):
+    return pd.DataFrame([{"model": model, "n": n, "seed": s, "test_loss": 0.01 if n_star and n >= n_star else 0.9}
+                         for n in [2 ** k for k in range(2, 14)] for s in seeds])
+
+
+def test_fidelity_table_uses_the_same_rule_on_both_sides():
+    frame = pd.concat([runs("transformer", 4096), runs("transformer + KQ", 512), runs("MLP", None)])
+    t = paper.fidelity(frame, "fig2")
+    # the paper: transformer 2048, + KQ 32, depth-3 FCNet never
+    assert t.loc["transformer", "paper n*"] == "2048" and t.loc["transformer", "ours n*"] == "4096"
+    assert t.loc["transformer", "ours / paper"] == "2×"
+    assert t.loc["transformer + KQ", "ours / paper"] == "16×"
+    assert t.loc["MLP", "paper n*"] == "> 8192" and t.loc["MLP", "ours / paper"] == "neither below"
+    assert "RNN" not in t.index  # curves we did not run are left out
+
+
+def test_fidelity_by_panel_and_the_yardstick():
+    frame = runs("transformer", 2048).assign(task_label="AABB vs ABAB")
+    t = paper.fidelity(frame, "fig3", panel="task_label")
+    assert list(t.index) == ["AABB vs ABAB: transformer"] and t.iloc[0]["paper n*"] == "2048"
+    y = paper.yardstick()
+    assert len(y) == len(paper.REPLICATES) and set(y["ratio"]) <= {"1×", "2×", "1/2"}
+
+
+def test_overlay_draws_one_dashed_grey_line_per_mapped_curve():
+    frame = pd.concat([runs("transformer", 4096), runs("transformer + KQ", 512)])
+    ax = loss_vs_n(frame)
+    before = len(ax.lines)
+    assert paper.overlay(ax, "fig2") == 2 and len(ax.lines) == before + 2  # beside the curves shown only
+    assert all(line.get_linestyle() == "--" for line in ax.lines[before:])
+    assert any("paper" in t.get_text() for t in ax.get_legend().get_texts())
+    assert paper.overlay(ax, "fig4") == 0  # figure 4 is not in figdata
