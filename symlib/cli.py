@@ -57,10 +57,13 @@ def register(sub) -> None:
     p.add_argument("--progress", action="store_true", help="epoch progress bar on stderr")
     p.set_defaults(run=_train)
 
-    s = sub.add_parser("sweep", help="run an experiment's sweep, computing only what the store lacks",
-                       description="Run an experiment of symlib.experiments; finished runs are "
-                                   "skipped, each new run is written to the store as it finishes.")
-    s.add_argument("experiment", help="experiment name (see symlib.experiments.EXPERIMENTS)")
+    s = sub.add_parser("sweep", help="run experiments' sweeps, computing only what the store lacks",
+                       description="Run experiments of symlib.experiments in one pool of workers "
+                                   "(no core idles while one experiment finishes its last run); "
+                                   "finished runs are skipped, each new run is written to the "
+                                   "store as it finishes.")
+    s.add_argument("experiments", nargs="+", metavar="experiment",
+                   help="experiment name(s) (see symlib.experiments.EXPERIMENTS)")
     s.add_argument("--profile", default="paper", help="paper (default) or smoke")
     s.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the experiment's)")
     s.add_argument("--workers", type=int, help="local processes (default: one per core)")
@@ -129,12 +132,14 @@ def _sweep(args) -> None:
     from .experiments import experiment
     from .store import RunStore
     from .sweep import missing, run_sweep
-    configs = experiment(args.experiment, args.profile)
+    by_name = {name: experiment(name, args.profile) for name in args.experiments}
+    configs = [c for cs in by_name.values() for c in cs]
+    names = " + ".join(by_name)
     if args.seeds is not None:
         have = sorted({c.seed for c in configs})
         unknown = sorted(set(args.seeds) - set(have))
         if unknown:
-            raise ValueError(f"experiment {args.experiment} ({args.profile}) has no seed "
+            raise ValueError(f"experiment {names} ({args.profile}) has no seed "
                              f"{', '.join(map(str, unknown))}; its seeds: {', '.join(map(str, have))}")
         configs = [c for c in configs if c.seed in set(args.seeds)]
     if args.data is not None and not args.data.strip():
@@ -145,7 +150,7 @@ def _sweep(args) -> None:
         raise ValueError(f"--workers must be a positive integer; got {args.workers}")
     todo = missing(configs, store)
     total = len({c.key for c in configs})
-    print(f"{args.experiment} ({args.profile}): {total} runs, {total - len(todo)} in {store.root}, "
+    print(f"{names} ({args.profile}): {total} runs, {total - len(todo)} in {store.root}, "
           f"{len(todo)} to compute", file=sys.stderr)
     if not args.dry_run:
         run_sweep(configs, store, workers=args.workers, scheduler=args.scheduler)

@@ -83,7 +83,7 @@ def _grid(profile, task, models, n, seeds, train) -> list[RunConfig]:
     low = _smallest_n(task)
     if profile == "smoke":
         return grid(task, [_smoke_model(m) for m in models], sorted({max(k, low) for k in N_SMOKE}), [0],
-                    SMOKE_TRAIN, {"n_test": 64, "test_alphabet": 64, "n_val": 32, "val_alphabet": 32})
+                    replace(SMOKE_TRAIN, precision=train.precision), {"n_test": 64, "test_alphabet": 64, "n_val": 32, "val_alphabet": 32})
     n = [k for k in n if k >= low]
     full = replace(train, stop_train_loss=None)  # the rule off: every epoch of the protocol
     return (grid(task, models, [k for k in n if k < FULL_FROM], seeds, train)

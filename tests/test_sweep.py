@@ -151,3 +151,14 @@ def test_worker_whose_sweep_already_died_exits():
     assert done.returncode == 1 and "still running" not in done.stdout
     alive = worker("os.getppid()")
     assert alive.returncode == 0 and "still running" in alive.stdout
+
+
+def test_cli_sweeps_several_experiments_in_one_pool(tmp_path, capsys):
+    """`sweep A B` computes the union of both grids once (shared runs are not done twice)."""
+    from symlib.cli import main
+    from symlib.experiments import experiment
+    assert main(["sweep", "copy_protocol", "copy_bf16", "--profile", "smoke", "--workers", "1",
+                 "--data", str(tmp_path)]) == 0
+    keys = {c.key for name in ("copy_protocol", "copy_bf16") for c in experiment(name, "smoke")}
+    assert set(RunStore(tmp_path).keys()) == keys
+    assert "copy_protocol + copy_bf16 (smoke)" in capsys.readouterr().err
