@@ -220,13 +220,31 @@ def plan(names: list[str] | None, profile: str, overrides: list[tuple[str, str]]
 # ----------------------------------------------------------------------------- execution
 
 
+def merge_streams(outputs: list) -> list:
+    """Consecutive stream outputs of the same stream (stdout, stderr) as one: how a cell's printing
+    is split into chunks depends on timing, so unmerged re-runs differ with no change in content."""
+    merged: list = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            join = lambda t: "".join(t) if isinstance(t, list) else t  # noqa: E731
+            prev["text"] = join(prev.get("text", "")) + join(out.get("text", ""))
+        else:
+            merged.append(out)
+    return merged
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop papermill/nbclient metadata (timestamps, durations, paths) and hide the injected
-    parameters: tag ``remove-cell`` and a fixed cell id, so re-runs give small diffs."""
+    """Drop papermill/nbclient metadata (timestamps, durations, paths), merge consecutive stream
+    outputs (:func:`merge_streams`) and hide the injected parameters: tag ``remove-cell`` and a
+    fixed cell id, so re-running an unchanged chapter changes nothing but what it measures."""
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if "outputs" in cell:
+            cell["outputs"] = merge_streams(cell["outputs"])
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags:
             cell.metadata["tags"] = tags + ["remove-cell"] * ("remove-cell" not in tags)
