@@ -222,14 +222,17 @@ def plan(names: list[str] | None, profile: str, overrides: list[tuple[str, str]]
 
 def merge_streams(outputs: list) -> list:
     """Consecutive stream outputs of the same stream (stdout, stderr) as one: how a cell's printing
-    is split into chunks depends on timing, so unmerged re-runs differ with no change in content."""
+    is split into chunks depends on timing, so unmerged re-runs differ with no change in content.
+    Returns a new list; ``outputs`` is left as it is."""
+    def text(o):
+        return "".join(o.get("text", "")) if isinstance(o.get("text"), list) else o.get("text", "")
+
     merged: list = []
     for out in outputs:
         prev = merged[-1] if merged else None
         if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
                 and prev.get("name") == out.get("name")):
-            join = lambda t: "".join(t) if isinstance(t, list) else t  # noqa: E731
-            prev["text"] = join(prev.get("text", "")) + join(out.get("text", ""))
+            merged[-1] = nbformat.NotebookNode({**prev, "text": text(prev) + text(out)})
         else:
             merged.append(out)
     return merged
