@@ -149,3 +149,41 @@ def test_intro_opens_with_the_results(site_html):
         1 for v in status.table()["verdict"] if v != "reproduced")
     how_to = page.find(id="how-to-re-run-it")
     assert how_to is not None and rows[0].sourceline < how_to.sourceline
+
+
+# ----------------------------------------------------------------------------- a real browser
+
+
+def chromium():
+    import shutil
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def rendered(path: Path) -> BeautifulSoup:
+    """The page's DOM after a headless Chromium loaded it from disk and ran its scripts (MathJax)."""
+    import subprocess
+    out = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                          "--virtual-time-budget=15000", "--dump-dom", path.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "<html" in out.stdout, out.stderr[-2000:]
+    return BeautifulSoup(out.stdout, "html.parser")
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium on this machine (Debian: apt-get install chromium; "
+                                               ".ci/run installs it where it can)")
+def test_a_browser_shows_the_verdicts_the_headline_and_the_math(site_html):
+    intro = rendered(site_html / "chapters" / "intro.html")
+    badges = [b.get_text(strip=True) for b in intro.select("tr.claim-row .verdict-badge")]
+    assert badges and set(badges) <= set(status.VERDICTS)
+    img = intro.find(id="the-headline-figure").find("img")
+    assert (site_html / "chapters" / img["src"]).exists(), f"headline figure {img['src']} missing"
+    assert intro.find("mjx-container") is not None, "MathJax did not render the intro's math (offline)"
+    page = rendered(site_html / "chapters" / "status.html")
+    rows = page.select("tr.claim-row")
+    assert len(rows) == len(status.CLAIMS)
+    assert all(r.find_all("td", recursive=False)[1].get_text(strip=True) in status.VERDICTS for r in rows)
+    for dom in (intro, page, rendered(site_html / "chapters" / "mlp_failure.html")):
+        text = dom.get_text(" ")
+        for bad in ("Traceback", "Math input error", "Misplaced", "Undefined control sequence"):
+            assert bad not in text, bad
+        assert not dom.select("mjx-merror"), "a formula failed to render"
