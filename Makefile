@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup book test bench
+.PHONY: setup book test bench publish
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,3 +21,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m symlib.bench
+
+# Publish by hand: build the site from the committed notebooks (no execution) and push
+# _build/html to the gh-pages branch of origin (.nojekyll: Sphinx's _static must be served).
+publish: setup
+	$(BIN)/jupyter-book build . --all -W --keep-going
+	$(BIN)/ghp-import --no-jekyll --push --message "site: $$(git rev-parse --short HEAD)" _build/html
