@@ -201,3 +201,13 @@ def headline_figure(frame: pd.DataFrame):
 def _seeds(frame: pd.DataFrame) -> str:
     s = sorted(frame.seed.unique())
     return f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
+
+
+def reproduce_note(experiment: str, frame: pd.DataFrame) -> str:
+    """Under a figure: the command that recomputes it, the runs and CPU-hours behind it (wall time ×
+    threads, as recorded) and the date the chapter was executed (Markdown)."""
+    import datetime
+    cpu = float((frame["wall_time_s"] * frame["threads"].fillna(1)).sum()) / 3600 if len(frame) else 0.0
+    return (f"*Reproduce:* `python -m symlib sweep {experiment}` recomputes the {len(frame)} runs behind this "
+            f"figure ({cpu:.1f} CPU-hours as recorded; stored runs are read, not recomputed); chapter executed "
+            f"{datetime.date.today():%Y-%m-%d}.")

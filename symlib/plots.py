@@ -152,3 +152,14 @@ def run_summary(curves: pd.DataFrame, fit_below: float = 1e-3) -> pd.DataFrame:
         "val_epoch": best.epoch, "val_test_loss": best.test_loss, "val_test_error": best.test_error,
     })
     return out.sort_values(["model", "n", "seed"]).reset_index()
+
+
+def glue_figure(name: str, fig=None) -> None:
+    """Hand the current (or given) figure to the page under ``name`` (``myst_nb.glue``): a
+    ``{glue:figure}`` directive in the next Markdown cell shows it with a numbered caption and alt
+    text.  The figure is saved at 144 dpi and closed, so the code cell itself shows nothing."""
+    from myst_nb import glue
+    fig = fig or plt.gcf()
+    fig.set_dpi(144)
+    glue(name, fig, display=False)
+    plt.close(fig)

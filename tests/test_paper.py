@@ -60,3 +60,9 @@ def test_overlay_draws_one_dashed_grey_line_per_mapped_curve():
     assert all(line.get_linestyle() == "--" for line in ax.lines[before:])
     assert any("paper" in t.get_text() for t in ax.get_legend().get_texts())
     assert paper.overlay(ax, "fig4") == 0  # figure 4 is not in figdata
+
+
+def test_reproduce_note_names_the_command_runs_and_cpu_hours():
+    frame = pd.DataFrame({"wall_time_s": [1800.0, 3600.0], "threads": [2, 1]})
+    note = paper.reproduce_note("fig2", frame)
+    assert "`python -m symlib sweep fig2`" in note and "the 2 runs" in note and "2.0 CPU-hours" in note
