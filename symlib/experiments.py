@@ -336,7 +336,7 @@ COPY_RULE = replace(FULL, stop_train_loss=0.01, stop_metric="val_error")
 COPY_RULE_ADOPTED = False
 # The VO multiplier of ``copy`` and ``binding``: ``next_token.choose_vo_scale`` on ``copy_vo_scale``
 # (the chapter checks that this constant is what the rule picks); None until that sweep is in.
-COPY_VO_SCALE: float | None = None
+COPY_VO_SCALE: float | None = 100.0
 
 
 def _copy_train(d: int) -> TrainConfig:
