@@ -329,7 +329,7 @@ COPY_ID_N_MAX = 256  # the identity models: n = 4 … this at every d ("a handfu
 
 # The early-stopping rule proposed for next-token runs (CE loss): stop once the train loss is below
 # 0.01 and the validation *error* has not moved for 100 epochs.  The chapter replays it on the
-# full-length runs before use (``next_token.rule_holds``): on the 42 copy runs at d = 32 and 64 it
+# full-length runs before use (``next_token.rule_holds``): on the copy runs at d = 32 and 64 it
 # moved the reported test error by up to 0.07 (test error keeps falling slowly after the
 # validation error settles), so it is NOT used: every next-token run trains the full 1000 epochs.
 COPY_RULE = replace(FULL, stop_train_loss=0.01, stop_metric="val_error")
