@@ -1,4 +1,4 @@
-"""The MLP-failure theorem's checks (symlib.equivariance): frozen rows, exact equivariance, the paired
+"""The MLP-failure theorem's checks (symlib.mlp_failure): frozen rows, exact equivariance, the paired
 two-sample test, the test-loss decomposition."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 
 import symlib as S
-from symlib import equivariance as E
+from symlib import mlp_failure as E
 from symlib.store import RunStore
 
 SMALL = S.DataConfig(n=32, n_test=64, test_alphabet=64, n_val=16, val_alphabet=16)
@@ -112,3 +112,23 @@ def test_unseen_rows_effect_on_a_trained_mlp_xxt(tmp_path, data):
     fresh = E.across_n([cfg], None, store=store, analysis=E.unseen_rows_effect)  # retrained: no row file
     assert fresh[0]["test_mse_x0"] == row["test_mse_x0"]  # deterministic
     assert store.get(cfg).wall_time_s == stored.wall_time_s  # the stored record is left as it was
+
+
+def test_rotation_form_holds_for_sgd_and_momentum_not_for_adam_with_weight_decay():
+    task = S.get_task("same_different")
+    data = S.make_data(task, S.DataConfig(n=16, n_test=32, test_alphabet=32, n_val=8, val_alphabet=8), seed=0)
+    seen = E.seen_mask(data)
+    rots = {p: E.random_rotation(int((~seen[p]).sum()), seed=p) for p in range(2)}
+    cfg = S.ModelConfig(kind="mlp", hidden=16)
+    for optimizer, wd in [("sgd", 0.1), ("momentum", 0.1), ("adam", 0.0)]:
+        r = E.rotation_gap(cfg, data, rots, steps=30, optimizer=optimizer, lr=1e-2, weight_decay=wd)
+        assert r["max_gap"] <= 1e-5 * max(r["output_scale"], 1e-3), optimizer
+    r = E.rotation_gap(cfg, data, rots, steps=30, optimizer="adam", lr=1e-2, weight_decay=0.1)
+    assert r["max_gap"] > 1e-3 * r["output_scale"]
+    q = E.random_rotation(5, seed=1)
+    assert torch.allclose(q @ q.T, torch.eye(5), atol=1e-5)
+
+
+def test_equivariance_alias_still_imports():
+    from symlib import equivariance
+    assert equivariance.rotation_gap is E.rotation_gap and equivariance.data_dir is E.data_dir
