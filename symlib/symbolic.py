@@ -360,3 +360,59 @@ def first_coupling_patterns(patterns: Sequence[Sequence[int]], order: int):
         if any(v != 0 for row in inter for v in row):
             return key, table[key], inter
     return None
+
+
+# ----------------------------------------------------------------------------- nonsingularity of N at small β
+
+
+def _canonical(z: Sequence[Hashable]) -> tuple[int, ...]:
+    seen: dict = {}
+    return tuple(seen.setdefault(t, len(seen)) for t in z)
+
+
+def position_permutation(z1: Sequence[Hashable], z2: Sequence[Hashable]) -> tuple[int, ...] | None:
+    """A permutation σ of positions with ``z2 ≅ z1∘σ`` (equal up to renaming symbols), or ``None``.
+    Two such templates have the **same self-kernel** κ(x, x) at every (β, γ): permuting positions
+    permutes the logits' covariance and the kernel's weight matrix alike, and softmax commutes
+    with it."""
+    z1, z2 = tuple(z1), tuple(z2)
+    if len(z1) != len(z2):
+        return None
+    target = _canonical(z2)
+    for sigma in itertools.permutations(range(len(z1))):
+        if _canonical(tuple(z1[i] for i in sigma)) == target:
+            return sigma
+    return None
+
+
+def contrast_series(z1: Sequence[Hashable], z2: Sequence[Hashable], order: int) -> dict[tuple[int, int], Fraction]:
+    """Exact Taylor coefficients ``{(n, m)}`` in β^n γ^(2m) of the **contrast**
+    ``Δ = κ(x₁, x₁') + κ(x₂, x₂') − 2 κ(x₁, x₂')`` between disjoint instances (primes: fresh tokens)
+    of two templates, n ≤ ``order``; zero coefficients left out.
+
+    ``Δ = γ² E_s‖m₁(s) − m₂(s)‖² ≥ 0`` (chapter, *Nonsingularity of N*), and for two templates with
+    one self-kernel ``det N = s J(ρ) J'(ρ) Δ + O(Δ²)``: the lowest β order of Δ is the order at which
+    N degenerates as β → 0."""
+    def inst(z, tag):
+        return tuple(f"{tag}{c}" for c in z)
+
+    c11 = kappa_taylor(inst(z1, "x"), inst(z1, "y"), order)
+    c22 = kappa_taylor(inst(z2, "x"), inst(z2, "y"), order)
+    c12 = kappa_taylor(inst(z1, "x"), inst(z2, "y"), order)
+    out = {}
+    for key in sorted(set(c11) | set(c22) | set(c12)):
+        v = c11.get(key, Fraction(0)) + c22.get(key, Fraction(0)) - 2 * c12.get(key, Fraction(0))
+        if v:
+            out[key] = v
+    return out
+
+
+def contrast_leading(z1: Sequence[Hashable], z2: Sequence[Hashable], order: int) -> tuple[int, dict[int, Fraction]]:
+    """Lowest β order n of the contrast Δ (:func:`contrast_series`) and its coefficient as a polynomial
+    in γ², ``{m: coefficient of γ^(2m)}`` — exact, since every β^n coefficient is computed as a whole
+    polynomial in γ².  Raises if Δ vanishes to β^order."""
+    c = contrast_series(z1, z2, order)
+    if not c:
+        raise ValueError(f"the contrast of {z1!r}, {z2!r} vanishes up to β^{order}; raise order")
+    n0 = min(n for n, _ in c)
+    return n0, {m: v for (n, m), v in c.items() if n == n0}

@@ -260,3 +260,20 @@ def test_every_regression_claim_has_a_rule_and_records_its_short_form(tmp_path):
     c.record(root=tmp_path)
     row = status.table(tmp_path).set_index("claim").loc["mimetic"]
     assert row.verdict == "reproduced" and row.ours == "n* 512 (mimetic) vs 512 (+KQ)"
+
+
+# ----------------------------------------------------------------------------- theory: the kernel chapter (issue 22)
+
+
+@pytest.mark.parametrize("kw, verdict", [
+    ({}, "reproduced"),
+    ({"proved": {"same/different": True, "majority-4": False}}, "partial"),
+    ({"kq_gain": {"aba_abb": 0.9}}, "partial"),
+    ({"formula_error": 1e-3}, "partial"),
+    ({"bound_holds": False, "numerical_positive": False, "proved": {"x": False}}, "not reproduced"),
+    ({"proved": {}}, "partial")])
+def test_theory_kernel_nonsingular(kw, verdict):
+    args = dict(proved={"same/different": True, "ABA vs ABB": True}, numerical_positive=True, formula_error=1e-9,
+                bound_holds=True, kq_gain={"aba_abb": 1.5, "same_different": 5.0}, measured="m")
+    c = claims.theory_kernel_nonsingular(**{**args, **kw})
+    assert c.verdict == verdict and c.claim == "theory_kernel_nonsingular" and "proved for" in c.ours

@@ -74,3 +74,31 @@ def test_bad_input():
         S.kappa_taylor("ab", "ab", order=-1)
     with pytest.raises(ValueError, match="k must be"):
         S.equality_patterns(0)
+
+
+# ----------------------------------------------------------------------------- nonsingularity of N (issue 22)
+
+
+def test_position_permutations_share_a_self_kernel():
+    assert S.position_permutation("αβα", "αββ") is not None
+    assert S.position_permutation("ααββ", "αβαβ") is not None
+    assert S.position_permutation("αα", "αβ") is None
+    x, xp = S.kappa_taylor("aba", "aba", 4), S.kappa_taylor("abb", "abb", 4)
+    assert x == xp                                   # equal self-kernels, every coefficient
+
+
+def test_contrast_aba_abb_starts_at_beta4_gamma2():
+    n0, P = S.contrast_leading("αβα", "αββ", 6)
+    assert n0 == 4 and P == {1: Fraction(2, 81)}     # det N ∝ β⁴ γ² at small β
+    c = S.contrast_series("αβα", "αββ", 6)
+    assert all(n >= 4 for n, _ in c)                 # nothing at β⁰, β² for any power of γ
+
+
+def test_contrast_aabb_abab_starts_at_beta6_gamma4():
+    n0, P = S.contrast_leading("ααββ", "αβαβ", 6)
+    assert n0 == 6 and P == {2: Fraction(1, 32)}
+
+
+def test_contrast_vanishing_is_reported():
+    with pytest.raises(ValueError, match="vanishes"):
+        S.contrast_leading("αβα", "αββ", 2)
