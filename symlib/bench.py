@@ -18,10 +18,12 @@ import time
 
 import torch
 
-from .data import MAX_SIZE, make_data
+from .checks import positive_int
+from .data import MAX_SIZE, DataConfig, make_data
 from .models import ModelConfig, build_model
+from .runs import TrainConfig
 from .tasks import get_task
-from .training import DataConfig, TensorBatches, TrainConfig, fit, loss_fn
+from .training import TensorBatches, fit, loss_fn
 
 
 def bare_loop(task_name: str, model: ModelConfig, train: TrainConfig, data: DataConfig, seed: int) -> float:
@@ -79,7 +81,7 @@ def parallel(runs: int = 8, n: int = 512, epochs: int = 100) -> dict:
 
     from .store import RunStore
     from .sweep import run_sweep
-    from .training import run_config
+    from .runs import run_config
     configs = [run_config("aba_abb", ModelConfig(dim=64, heads=2, mlp_dim=128),
                           TrainConfig(epochs=epochs, eval_every=20), n, seed=s) for s in range(runs)]
     t = time.perf_counter()
@@ -125,8 +127,10 @@ def main(argv=None) -> None:
                    help="instead: readout-only training with cached features vs a forward pass per step")
     args = p.parse_args(argv)
     for name in ("n", "epochs", "repeats", "threads"):  # refused before minutes of warm-up, not after
-        if getattr(args, name) <= 0:
-            p.error(f"--{name} must be a positive integer; got {getattr(args, name)}")
+        try:
+            positive_int(f"--{name}", getattr(args, name))
+        except ValueError as e:
+            p.error(str(e))
     if args.n > MAX_SIZE:
         p.error(f"--n must be at most {MAX_SIZE} (the largest training set); got {args.n}")
     if args.last_layer:

@@ -50,7 +50,7 @@ import nbformat
 import pandas as pd
 import yaml
 
-from . import __version__
+from .runs import VERSION
 from .experiments import PROFILES, check_profile
 from .store import RunStore, atomic_write_text, default_root
 
@@ -289,7 +289,7 @@ def record_timing(root: Path, profile: str, name: str, wall: float, new_runs: in
     data.setdefault(profile, {})[name] = {
         "wall_s": round(wall, 1), "new_runs": new_runs, "date": date.today().isoformat(),
         "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-        "symlib": __version__}
+        "symlib": VERSION}
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 

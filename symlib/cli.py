@@ -2,7 +2,7 @@
 
     python -m symlib train --task aba_abb --model transformer --kq-identity --n 64 --seed 0
 
-prints one JSON line: the :class:`~symlib.training.RunResult` of the run, strict JSON (a loss
+prints one JSON line: the :class:`~symlib.runs.RunResult` of the run, strict JSON (a loss
 that became NaN or infinite is printed as null, and stderr says the run diverged).  Bad input
 exits with code 2 and a message saying what was wrong and what is allowed; Ctrl-C exits with 130.  Other modules add commands
 through a ``register(subparsers)`` function listed in ``COMMANDS``.
@@ -16,10 +16,12 @@ import json
 import math
 import sys
 
+from .checks import positive_int
 from .data import DataConfig
 from .models import MODEL_KINDS, ModelConfig
 from .tasks import REGISTRY
-from .training import OPTIMIZERS, TrainConfig, fit
+from .runs import OPTIMIZERS, TrainConfig
+from .training import fit
 
 # Modules that contribute a sub-command through register(subparsers).
 COMMANDS = ["symlib.cli", "symlib.book"]
@@ -104,8 +106,7 @@ def _train(args) -> None:
                                           "stop_train_loss"]))
     data = DataConfig(n=args.n, **_options(args, ["train_alphabet", "n_val", "val_alphabet", "n_test",
                                                   "test_alphabet"]))
-    if args.threads <= 0:
-        raise ValueError(f"--threads must be a positive integer; got {args.threads}")
+    positive_int("--threads", args.threads)
     result = fit(task, model, train, data, seed=args.seed, threads=args.threads, progress=args.progress)
     diverged = [row["epoch"] for row in result.curve if not all(map(_finite, row.values()))]
     if diverged or not all(map(_finite, result.metrics.values())):
@@ -146,8 +147,8 @@ def _sweep(args) -> None:
         raise ValueError("--data must name a folder; got an empty string (leave it out for "
                          "$SYMLIB_DATA or the repository's data/)")
     store = RunStore(args.data)
-    if args.workers is not None and args.workers <= 0:
-        raise ValueError(f"--workers must be a positive integer; got {args.workers}")
+    if args.workers is not None:
+        positive_int("--workers", args.workers)
     todo = missing(configs, store)
     total = len({c.key for c in configs})
     print(f"{names} ({args.profile}): {total} runs, {total - len(todo)} in {store.root}, "

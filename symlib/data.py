@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .checks import positive_int
 from .templates import TemplateTask, is_wildcard, wildcards
 
 SPLITS = ("train", "val", "test")
@@ -42,9 +43,9 @@ class DataConfig:
 
     def __post_init__(self):
         for name in ("n", "n_val", "n_test", "val_alphabet", "test_alphabet"):
-            _positive(name, getattr(self, name), MAX_SIZE)
+            positive_int(name, getattr(self, name), MAX_SIZE, numpy_ok=True)
         if self.train_alphabet is not None:
-            _positive("train_alphabet", self.train_alphabet, MAX_SIZE)
+            positive_int("train_alphabet", self.train_alphabet, MAX_SIZE, numpy_ok=True)
 
     @property
     def alphabet_sizes(self) -> dict[str, int]:
@@ -164,10 +165,3 @@ def _distinct_draws(rng: np.random.Generator, m: int, w: int, alphabet: int) -> 
         if not bad.any():
             return out.astype(np.int64)
         out[bad] = rng.integers(0, alphabet, size=(int(bad.sum()), w))
-
-
-def _positive(name: str, value, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be at most {high}; got {value!r}")

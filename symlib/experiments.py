@@ -20,26 +20,28 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .models import ModelConfig
+from .models import ModelConfig, model_label
+from .runs import RunConfig, TrainConfig
 from .store import results_frame
 from .sweep import grid
 from .tasks import get_task
 from .templates import TemplateTask
-from .training import RunConfig, TrainConfig
 
 PROFILES = ("paper", "smoke")
 
 TRANSFORMER = ModelConfig(kind="transformer", dim=64, depth=2, heads=2, dim_head=64, mlp_dim=128)
-MODELS = {
-    "transformer": TRANSFORMER,
-    "transformer + KQ": replace(TRANSFORMER, kq_identity=True),
-    "transformer + VO": replace(TRANSFORMER, vo_identity=True),
-    "transformer + KQ & VO": replace(TRANSFORMER, kq_identity=True, vo_identity=True),
-    "MLP": ModelConfig(kind="mlp", hidden=256),
-    "MLP + XXᵀ": ModelConfig(kind="mlp_xxt", hidden=256),
-    "RNN": ModelConfig(kind="rnn", dim=64, hidden=128),
-    "LSTM": ModelConfig(kind="lstm", dim=64, hidden=128),
-}
+# The models of the figures, by their label (symlib.models.model_label): "transformer",
+# "transformer + KQ", "transformer + VO", "transformer + KQ & VO", "MLP", "MLP + XXᵀ", "RNN", "LSTM".
+MODELS = {model_label(m): m for m in (
+    TRANSFORMER,
+    replace(TRANSFORMER, kq_identity=True),
+    replace(TRANSFORMER, vo_identity=True),
+    replace(TRANSFORMER, kq_identity=True, vo_identity=True),
+    ModelConfig(kind="mlp", hidden=256),
+    ModelConfig(kind="mlp_xxt", hidden=256),
+    ModelConfig(kind="rnn", dim=64, hidden=128),
+    ModelConfig(kind="lstm", dim=64, hidden=128),
+)}
 
 # The paper's protocol, run to 1000 epochs (used to validate the early-stopping rule).
 FULL = TrainConfig(epochs=1000, lr=1e-3, batch_size=1024, eval_every=20)

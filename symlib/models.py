@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import Attention
+from .checks import positive_int
 
 MODEL_KINDS = ("transformer", "mlp", "mlp_xxt", "rnn", "lstm")
 DEFAULT_DEPTH = {"transformer": 2, "mlp": 3, "mlp_xxt": 3, "rnn": 1, "lstm": 1}
@@ -68,9 +69,7 @@ class ModelConfig:
         if self.depth is None:
             object.__setattr__(self, "depth", DEFAULT_DEPTH[self.kind])
         for name in ("dim", "depth", "heads", "dim_head", "mlp_dim", "hidden"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"model {name} must be a positive integer; got {v!r}")
+            positive_int(f"model {name}", getattr(self, name))
         from math import isfinite
 
         def number(v) -> bool:
@@ -104,6 +103,27 @@ class ModelConfig:
         return cls(**d)
 
 
+MODEL_NAMES = {"transformer": "transformer", "mlp": "MLP", "mlp_xxt": "MLP + XXᵀ", "rnn": "RNN", "lstm": "LSTM"}
+
+
+def model_label(model: ModelConfig | dict) -> str:
+    """The one name of a model in frames, plots, chapters and :data:`symlib.experiments.MODELS`:
+    ``transformer + KQ``, ``MLP``, ``LSTM`` …  ``model``: a :class:`ModelConfig` or its dict."""
+    if isinstance(model, ModelConfig):
+        model = model.to_dict()
+    base = MODEL_NAMES[model["kind"]]
+    extras = [name for flag, name in (("kq_identity", "KQ"), ("vo_identity", "VO")) if model.get(flag)]
+    if extras:
+        base += " + " + " & ".join(extras)
+    if extras and model.get("identity_scale", 1.0) != 1.0:
+        base += f" (identity ×{model['identity_scale']:g})"
+    if model.get("mimetic"):
+        base += " (mimetic)"
+    if model.get("readout_scale", 1.0) != 1.0:
+        base += f" (logits ×{model['readout_scale']:.3g})"
+    return base
+
+
 # ----------------------------------------------------------------------------- transformer
 
 
@@ -113,13 +133,14 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, causal: bool):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.dim)
-        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head, cfg.kq_identity, cfg.vo_identity,
-                              cfg.logit_scale, cfg.identity_scale, causal)
+        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head, kq_identity=cfg.kq_identity,
+                              vo_identity=cfg.vo_identity, logit_scale=cfg.logit_scale,
+                              identity_scale=cfg.identity_scale, causal=causal)
         self.ln2 = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.mlp_dim), nn.GELU(), nn.Linear(cfg.mlp_dim, cfg.dim))
 
-    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), record)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
 
@@ -136,17 +157,17 @@ class Transformer(nn.Module):
         self.head = nn.Linear(cfg.dim, out_dim)
         self.out_dim = out_dim
 
-    def features(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the readout: ``(B, k)`` ids -> ``(B, dim)``, the final LN at CLS."""
         h = self.tok_emb(x)                                              # (B, k, dim)
         h = torch.cat([h, self.cls.expand(h.shape[0], -1, -1)], dim=1)   # CLS at the end
         h = h + self.pos_emb
         for block in self.blocks:
-            h = block(h, record)
+            h = block(h)
         return self.ln_f(h[:, -1])
 
-    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
-        out = self.head(self.features(x, record))                        # (B, out_dim)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.features(x))                        # (B, out_dim)
         return out.squeeze(-1) if self.out_dim == 1 else out
 
     def readout(self) -> nn.Module:
@@ -168,10 +189,10 @@ class NextTokenTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, causal=True) for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(cfg.dim, elementwise_affine=False)
 
-    def forward(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.tok_emb(x) + self.pos_emb
         for block in self.blocks:
-            h = block(h, record)
+            h = block(h)
         logits = self.ln_f(h[:, -1]) @ self.tok_emb.weight.T             # (B, vocab)
         return logits if self.readout_scale == 1.0 else self.readout_scale * logits
 

@@ -106,7 +106,7 @@ def n_star(frame: pd.DataFrame, threshold: float = 0.1, y: str = "test_loss", by
 
 def ratio(a: float, b: float) -> float:
     """``a / b`` for n* values; NaN when either is unknown."""
-    return a / b if a == a and b == b and b else math.nan
+    return a / b if not (math.isnan(a) or math.isnan(b)) and b else math.nan
 
 
 def learning_curves(curves: pd.DataFrame, hue: str = "n", ys=("train_loss", "test_loss"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from .runs import VERSION, git_commit
 from .store import atomic_write_text, default_root
 
 VERDICTS = ("reproduced", "partial", "not reproduced", "not yet run")
@@ -120,7 +120,6 @@ def record(claim: str, measured: str, verdict: str, root: str | Path | None = No
         raise ValueError("measured must be a non-empty sentence with the numbers we measured")
     if ours is not None and (not isinstance(ours, str) or not ours.strip()):
         raise ValueError("ours must be a non-empty short text, or None")
-    from .training import git_commit
     chapter, paper = CLAIMS[claim]
     path = status_dir(root) / f"{claim}.json"
     if path.exists():  # unchanged findings keep their record (and the commit that first wrote it)
@@ -132,7 +131,7 @@ def record(claim: str, measured: str, verdict: str, root: str | Path | None = No
         except (ValueError, AttributeError):
             pass  # a corrupt or malformed record is simply rewritten
     rec = {"claim": claim, "chapter": chapter, "paper": paper, "measured": measured.strip(),
-           "verdict": verdict, "symlib": __version__, "git_commit": git_commit()}
+           "verdict": verdict, "symlib": VERSION, "git_commit": git_commit()}
     if ours is not None:
         rec["ours"] = ours.strip()
     atomic_write_text(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")

@@ -1,6 +1,6 @@
 """The run store: one JSON record per training run under ``data/runs/<key>.json``.
 
-A record is a :class:`~symlib.training.RunResult` — config, final metrics, learning curve, wall
+A record is a :class:`~symlib.runs.RunResult` — config, final metrics, learning curve, wall
 time and provenance — keyed by the stable hash of its full config (``RunConfig.key``), so a run
 is computed once and reused by every chapter and sweep that asks for the same config.
 
@@ -35,7 +35,9 @@ from typing import Callable, Iterable
 import pandas as pd
 import torch
 
-from .training import RunConfig, RunResult, fit, provenance
+from .models import model_label
+from .runs import RunConfig, RunResult, provenance
+from .tasks import task_label
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -274,15 +276,6 @@ class RunStore:
         keys = self.keys() if configs is None else [_key(c) for c in configs]
         return [self._read(self.path(k)) for k in keys if self.path(k).exists()]
 
-    def fit_cached(self, config: RunConfig, **fit_kwargs) -> RunResult:
-        """The stored result, or train the run, store it and return it."""
-        found = self.get(config)
-        if found is not None:
-            return found
-        result = fit(config, **fit_kwargs)
-        self.put(result)
-        return result
-
     def frame(self, configs: Iterable[RunConfig | str] | None = None) -> pd.DataFrame:
         """One row per run: flattened config columns and final metrics (tidy, for seaborn)."""
         return results_frame(self.load(configs))
@@ -304,7 +297,8 @@ def results_frame(results: Iterable[RunResult]) -> pd.DataFrame:
 
 def flatten_config(config: dict) -> dict:
     """``{"task": {"name": .., "k": 4}, "model": {...}, ...}`` -> ``{"task": .., "task.k": 4,
-    "model.kind": .., "n": .., "seed": ..}`` plus a readable ``model`` label."""
+    "model.kind": .., "n": .., "seed": ..}`` plus the ``model`` and ``task_label`` names
+    (:func:`~symlib.models.model_label`, :func:`~symlib.tasks.task_label`)."""
     out = {"task": config["task"]["name"]}
     out.update({f"task.{k}": v for k, v in config["task"].items() if k != "name"})
     out.update({f"model.{k}": v for k, v in config["model"].items()})
@@ -315,38 +309,6 @@ def flatten_config(config: dict) -> dict:
     out["model"] = model_label(config["model"])
     out["task_label"] = task_label(config["task"])
     return out
-
-
-TASK_NAMES = {"same_different": "same/different", "aba_abb": "ABA vs ABB", "aabb_abab": "AABB vs ABAB"}
-
-
-def task_label(spec: dict) -> str:
-    """A short name for plots: ``ABA vs ABB``, ``majority-6``, ``r=4, L=5, |W|=3, |R|=0`` …"""
-    name = spec["name"]
-    if name in TASK_NAMES:
-        return TASK_NAMES[name]
-    if name == "majority":
-        return f"majority-{spec['k']}"
-    if name == "random_templates":
-        return f"r={spec['r']}, L={spec['length']}, |W|={spec['n_wildcards']}, |R|={spec['n_regular']}"
-    params = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
-    return f"{name}({params})" if params else name
-
-
-def model_label(model: dict) -> str:
-    """A short name for plots: ``transformer + KQ``, ``MLP``, ``LSTM`` …"""
-    base = {"transformer": "transformer", "mlp": "MLP", "mlp_xxt": "MLP + XXᵀ", "rnn": "RNN",
-            "lstm": "LSTM"}[model["kind"]]
-    extras = [name for flag, name in (("kq_identity", "KQ"), ("vo_identity", "VO")) if model.get(flag)]
-    if extras:
-        base += " + " + " & ".join(extras)
-    if extras and model.get("identity_scale", 1.0) != 1.0:
-        base += f" (identity ×{model['identity_scale']:g})"
-    if model.get("mimetic"):
-        base += " (mimetic)"
-    if model.get("readout_scale", 1.0) != 1.0:
-        base += f" (logits ×{model['readout_scale']:.3g})"
-    return base
 
 
 def _live_holder(path: Path) -> dict | None:

@@ -27,8 +27,8 @@ from typing import Iterable, Mapping
 
 from .data import DataConfig
 from .models import ModelConfig
+from .runs import RunConfig, RunResult, TrainConfig, run_config
 from .store import RunStore
-from .training import RunConfig, RunResult, TrainConfig, fit, run_config
 
 
 def grid(tasks, models: Mapping[str, ModelConfig] | Iterable[ModelConfig], n: Iterable[int],
@@ -70,6 +70,13 @@ def _die_with_parent(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def fit(config: RunConfig, **kwargs) -> RunResult:
+    """:func:`symlib.training.fit`, imported only when a run is computed: defining and reading
+    sweeps (:mod:`symlib.experiments`, the chapters) needs no Lightning."""
+    from .training import fit as train
+    return train(config, **kwargs)
 
 
 def _run_one(config: dict) -> dict:

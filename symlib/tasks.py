@@ -151,3 +151,23 @@ def _check_int(name: str, value, low: int, high: int | None = None, why: str = "
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         allowed = f">= {low}" if high is None else f"in {low}..{high}"
         raise ValueError(f"{name} must be an integer {allowed}{f' ({why})' if why else ''}; got {value!r}")
+
+
+# ----------------------------------------------------------------------------- labels
+
+TASK_NAMES = {"same_different": "same/different", "aba_abb": "ABA vs ABB", "aabb_abab": "AABB vs ABAB"}
+
+
+def task_label(task) -> str:
+    """The one name of a task in frames, plots and chapters: ``ABA vs ABB``, ``majority-6``,
+    ``r=4, L=5, |W|=3, |R|=0`` …  ``task``: a spec dict, a registry name or a ``TemplateTask``."""
+    spec = task.spec if isinstance(task, TemplateTask) else {"name": task} if isinstance(task, str) else task
+    name = spec["name"]
+    if name in TASK_NAMES:
+        return TASK_NAMES[name]
+    if name == "majority":
+        return f"majority-{spec['k']}"
+    if name == "random_templates":
+        return f"r={spec['r']}, L={spec['length']}, |W|={spec['n_wildcards']}, |R|={spec['n_regular']}"
+    params = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+    return f"{name}({params})" if params else name

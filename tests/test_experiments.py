@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 from symlib import ModelConfig, TrainConfig
-from symlib.experiments import (EXPERIMENTS, FULL, FULL_FROM, HP_AXES, PAPER, RANDOM_AXES, by_variant,
+from symlib.experiments import (EXPERIMENTS, FULL, FULL_FROM, HP_AXES, MODELS, PAPER, RANDOM_AXES, by_variant,
                                 experiment, labelled_draws, random_draws, seed_status)
-from symlib.store import RunStore, model_label, task_label
+from symlib.models import model_label
+from symlib.store import RunStore
+from symlib.tasks import get_task, task_label
 from symlib.training import fit
 
 
@@ -73,3 +75,15 @@ def test_labels():
     assert task_label({"name": "random_templates", "r": 4, "length": 5, "n_wildcards": 3, "n_regular": 1,
                        "seed": 0}) == "r=4, L=5, |W|=3, |R|=1"
     assert task_label({"name": "copy", "length": 3}) == "copy(length=3)"
+
+
+def test_one_label_everywhere():
+    """MODELS is keyed by model_label; the store's frames use the same functions, whatever the
+    argument (a config or its dict, a spec, a name or a task).  Chapters filter on these strings."""
+    assert list(MODELS) == ["transformer", "transformer + KQ", "transformer + VO", "transformer + KQ & VO",
+                            "MLP", "MLP + XXᵀ", "RNN", "LSTM"]
+    assert all(model_label(m) == model_label(m.to_dict()) == name for name, m in MODELS.items())
+    assert task_label("aba_abb") == task_label(get_task("aba_abb")) == task_label({"name": "aba_abb"})
+    assert task_label(get_task("majority", k=6)) == "majority-6"
+    import symlib.store as store
+    assert store.model_label is model_label and store.task_label is task_label  # re-exported for chapters

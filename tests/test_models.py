@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from symlib import ModelConfig, build_model
+from symlib.attention import Attention, attention_patterns
 from symlib.models import identity_parameters
 
 V, K = 50, 3
@@ -37,40 +38,153 @@ def test_zero_identities_compute_the_plain_function(label_kind):
 
 
 def test_kq_identity_adds_a_h_xxt_to_the_logits():
-    from symlib.attention import Attention
     att = Attention(dim=8, heads=2, dim_head=4, kq_identity=True)
     with torch.no_grad():
         for w in (att.w_q, att.w_k):
             w.weight.zero_()
         att.a_h.copy_(torch.tensor([1.0, 0.0]))
     x = torch.randn(1, 5, 8)
-    att(x, record=True)
-    a = att.last_attention[0]
+    with attention_patterns(att) as patterns:
+        att(x)
+    a = patterns[""][0]
     assert torch.allclose(a[0], torch.softmax(x[0] @ x[0].T, -1), atol=1e-6)  # head 0: a_h = 1
     assert torch.allclose(a[1], torch.full((5, 5), 0.2))                       # head 1: uniform
 
 
 def test_vo_identity_adds_attended_inputs():
-    from symlib.attention import Attention
     att = Attention(dim=8, heads=2, dim_head=4, vo_identity=True)
     with torch.no_grad():
         att.w_o.weight.zero_()
         att.b_h.copy_(torch.tensor([2.0, 1.0]))
     x = torch.randn(3, 4, 8)
-    out = att(x, record=True)
-    a = att.last_attention
+    with attention_patterns(att) as patterns:
+        out = att(x)
+    a = patterns[""]
     assert torch.allclose(out, 2 * a[:, 0] @ x + a[:, 1] @ x, atol=1e-5)
 
 
 def test_causal_variant_masks_future_and_self_similarity():
-    from symlib.attention import Attention
     att = Attention(dim=8, heads=1, dim_head=4, kq_identity=True, causal=True)
     with torch.no_grad():
         att.a_h.fill_(100.0)
-    att(torch.randn(2, 4, 8), record=True)
-    a = att.last_attention
+    with attention_patterns(att) as patterns:
+        att(torch.randn(2, 4, 8))
+    a = patterns[""]
     assert torch.all(a.triu(1) == 0)
     assert torch.allclose(a[..., 0, 0], torch.ones(2, 1))
+
+
+LOGIT_SCALE = 3.0
+
+
+def _reference_forward(att, x):
+    """The forward as it was written before the hooks and per-head views (a fixed reference)."""
+    import math
+    b, n, _ = x.shape
+    split = lambda t: t.view(b, n, att.heads, att.dim_head).transpose(1, 2)  # noqa: E731
+    q, k, v = split(att.w_q(x)), split(att.w_k(x)), split(att.w_v(x))
+    logits = (q @ k.transpose(-1, -2)) * (LOGIT_SCALE / math.sqrt(att.dim_head))
+    if att.a_h is not None:
+        xx = x @ x.transpose(-1, -2)
+        if att.causal:
+            xx = xx.masked_fill(torch.eye(n, dtype=torch.bool), 0.0)
+        logits = logits + (att.identity_scale * att.a_h).view(1, -1, 1, 1) * xx.unsqueeze(1)
+    if att.causal:
+        logits = logits.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    attn = torch.softmax(logits, dim=-1)
+    out = att.w_o((attn @ v).transpose(1, 2).reshape(b, n, -1))
+    if att.b_h is not None:
+        out = out + torch.einsum("h,bhij->bij", att.identity_scale * att.b_h, attn) @ x
+    return out, attn
+
+
+def _random_attention(causal, kq=True, vo=True, heads=3, seed=0):
+    torch.manual_seed(seed)
+    att = Attention(dim=8, heads=heads, dim_head=4, kq_identity=kq, vo_identity=vo, logit_scale=LOGIT_SCALE,
+                    identity_scale=3.0, causal=causal)
+    with torch.no_grad():
+        for p in (att.a_h, att.b_h):
+            if p is not None:
+                p.normal_()
+    return att
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kq, vo", [(False, False), (True, False), (False, True), (True, True)])
+def test_forward_and_pattern_hook_are_the_reference_computation(causal, kq, vo):
+    att = _random_attention(causal, kq, vo)
+    x = torch.randn(5, 6, 8)
+    want_out, want_attn = _reference_forward(att, x)
+    with attention_patterns(att) as patterns:
+        out = att(x)
+    assert torch.equal(out, want_out) and torch.equal(patterns[""], want_attn)
+    assert torch.equal(att(x), want_out)  # and without the hook
+
+
+def test_positional_constructor_still_works():
+    a = Attention(8, 2, 4, True, True, 2.0, 3.0, True)
+    assert (a.heads, a.dim_head, a.identity_scale, a.causal) == (2, 4, 3.0, True)
+    assert a.a_h is not None and a.b_h is not None and a.scale == 2.0 / 2
+
+
+@pytest.mark.parametrize("kq", [False, True])
+def test_qk_reproduces_each_heads_logits(kq):
+    att = _random_attention(causal=False, kq=kq, vo=False)
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    att = att.double()
+    with torch.no_grad(), attention_patterns(att) as patterns:
+        att(x)
+        for h in range(att.heads):
+            assert att.qk(h).shape == (8, 8)
+            assert att.W_Q(h).shape == att.W_K(h).shape == att.W_V(h).shape == (8, 4)
+            assert att.W_O(h).shape == (4, 8)
+            logits = x @ att.qk(h) @ x.transpose(-1, -2)
+            assert torch.allclose(torch.softmax(logits, -1), patterns[""][:, h], atol=1e-12)
+
+
+def test_qk_reproduces_causal_logits_off_the_diagonal():
+    att = _random_attention(causal=True, kq=True, vo=False).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with torch.no_grad(), attention_patterns(att) as patterns:
+        att(x)
+        for h in range(att.heads):
+            logits = x @ att.qk(h) @ x.transpose(-1, -2)
+            diag = torch.diagonal(x @ x.transpose(-1, -2), dim1=-2, dim2=-1)
+            logits = logits - torch.diag_embed(att.identity_scale * att.a_h[h] * diag)  # self-similarity masked
+            logits = logits.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
+            assert torch.allclose(torch.softmax(logits, -1), patterns[""][:, h], atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("vo", [False, True])
+def test_ov_reproduces_each_heads_output(causal, vo):
+    att = _random_attention(causal=causal, kq=True, vo=vo).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with torch.no_grad(), attention_patterns(att) as patterns:
+        out = att(x)
+        a = patterns[""]
+        parts = [a[:, h] @ x @ att.ov(h) for h in range(att.heads)]
+    assert torch.allclose(out, sum(parts), atol=1e-12)
+
+
+def test_per_head_views_refuse_a_head_that_does_not_exist():
+    att = Attention(8, 2, 4)
+    for h in (-1, 2, 1.0, True):
+        with pytest.raises(ValueError, match=r"head must be an integer in \[0, 2\)"):
+            att.qk(h)
+
+
+@pytest.mark.parametrize("label_kind", ["regression", "next_token"])
+def test_attention_patterns_of_a_model_are_collected_by_hooks_and_removed(label_kind):
+    model = build_model(ModelConfig(dim=16, heads=2, dim_head=8, kq_identity=True), V, K, label_kind, seed=0)
+    x = torch.randint(0, V, (4, K))
+    before = model(x)
+    with attention_patterns(model) as patterns:
+        assert torch.equal(model(x), before)
+    T = K + 1 if label_kind == "regression" else K  # + the CLS slot
+    assert set(patterns) == {"blocks.0.attn", "blocks.1.attn"}
+    assert all(a.shape == (4, 2, T, T) and not a.requires_grad for a in patterns.values())
+    assert all(not m._forward_hooks for m in model.modules())
 
 
 def test_mimetic_init_makes_wq_wk_close_to_alpha_z_plus_beta_i():

@@ -24,11 +24,12 @@ from symlib.cli import main
 from symlib.data import DataConfig
 from symlib.experiments import experiment
 from symlib.models import ModelConfig
+from symlib.runs import RunResult, TrainConfig, run_config
 from symlib.store import REPO_DATA, CorruptRecord, RunStore
 from symlib.sweep import grid, run_sweep
 from symlib.tasks import from_spec, get_task
 from symlib.templates import make_task
-from symlib.training import RunResult, TrainConfig, fit, run_config
+from symlib.training import fit
 
 TINY = {"mlp": ModelConfig(kind="mlp", hidden=8)}
 TRAIN = TrainConfig(epochs=4, eval_every=2)

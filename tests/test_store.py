@@ -9,8 +9,8 @@ import pytest
 import symlib.store as store_mod
 from symlib import DataConfig, ModelConfig, RunConfig, TrainConfig, fit
 from symlib import status
+from symlib.runs import run_config
 from symlib.store import REPO_DATA, CorruptRecord, RunStore, cached_result
-from symlib.training import run_config
 
 TINY = run_config("same_different", ModelConfig(kind="mlp", hidden=8), TrainConfig(epochs=4, eval_every=2),
                   DataConfig(n=4, n_val=8, val_alphabet=8, n_test=8, test_alphabet=8), seed=0)
@@ -32,14 +32,6 @@ def test_put_get_roundtrip_and_env_root(tmp_path, monkeypatch, tiny_result):
     assert got.to_dict() == json.loads(json.dumps(tiny_result.to_dict()))
     for field in ("symlib", "git_commit", "torch", "lightning", "threads", "device"):
         assert field in got.provenance
-
-
-def test_fit_cached_computes_once(tmp_path, monkeypatch, tiny_result):
-    calls = []
-    monkeypatch.setattr(store_mod, "fit", lambda c, **kw: calls.append(c.key) or tiny_result)
-    store = RunStore(tmp_path)
-    assert store.fit_cached(TINY) is tiny_result and calls == [TINY.key]
-    assert store.fit_cached(TINY).metrics == tiny_result.metrics and calls == [TINY.key]
 
 
 def test_a_write_killed_half_way_leaves_nothing(tmp_path, monkeypatch, tiny_result):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from symlib import DataConfig, ModelConfig, RunConfig, TrainConfig, build_model, fit, get_task, make_data
-from symlib.training import run_config
+from symlib.runs import run_config
 
 FAST = TrainConfig(epochs=30, eval_every=10)
 

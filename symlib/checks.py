@@ -1,0 +1,21 @@
+"""Argument checks shared by the configs and the functions that take sizes.
+
+One place says what a positive integer is (not a bool, an ``int`` — or a numpy integer where the
+caller allows it — and > 0) and how a refusal reads: ``<name> must be a positive integer; got <value>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def positive_int(name: str, value, high: int | None = None, numpy_ok: bool = False) -> None:
+    """Refuse ``value`` unless it is an integer > 0 (and ``<= high`` when given).
+
+    ``numpy_ok`` also accepts numpy integers (sizes computed with numpy); configs leave it off,
+    because a numpy integer does not serialise to the JSON their hash is taken of."""
+    types = (int, np.integer) if numpy_ok else int
+    if isinstance(value, bool) or not isinstance(value, types) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be at most {high}; got {value!r}")

@@ -1,0 +1,42 @@
+"""What a run is, without Lightning (symlib.runs): reading records must not load the trainer."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import symlib
+from symlib import runs
+
+
+@pytest.mark.parametrize("module", ["symlib", "symlib.runs", "symlib.store", "symlib.experiments",
+                                    "symlib.status", "symlib.plots"])
+def test_reading_records_does_not_import_lightning(module):
+    code = (f"import sys, {module}\n"
+            "from symlib.store import RunStore\n"
+            "RunStore().keys()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_fit_is_still_symlib_fit():
+    from symlib.training import fit
+    assert symlib.fit is fit
+    from symlib import fit as again
+    assert again is fit
+    import symlib as S
+    assert S.training.fit is fit
+
+
+def test_one_version():
+    pyproject = tomllib.loads((Path(symlib.__file__).parent.parent / "pyproject.toml").read_text())
+    assert symlib.__version__ == runs.VERSION == pyproject["project"]["version"]
+
+
+def test_provenance_names_lightning_without_importing_it():
+    import importlib.metadata
+    p = runs.provenance(1, "cpu")
+    assert p["lightning"] == importlib.metadata.version("lightning") and p["symlib"] == runs.VERSION
