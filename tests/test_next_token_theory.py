@@ -1,4 +1,4 @@
-"""The next-token theory's probes (symlib.probes): the exact one-step law of unseen rows, update
+"""The next-token theory's probes (symlib.next_token_theory): the exact one-step law of unseen rows, update
 spaces and projections, margin dilution in the linear copier, the copy signal and the unseen rows
 of a trained model (Adam), copying by construction and the gradient of b_h at initialisation."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import symlib as S
-from symlib import probes as P
+from symlib import next_token_theory as P
 
 COPY = S.DataConfig(n=16, n_test=40, test_alphabet=40, n_val=8, val_alphabet=8)
 TINY = S.ModelConfig(dim=32, depth=1, heads=1, dim_head=16, mlp_dim=32)
@@ -113,9 +113,9 @@ def test_dilution_n_star_needs_the_error_to_stay_low():
 def trained_copy():
     """A tiny copy model trained with Adam (symlib.fit) and its initialisation."""
     task = S.get_task("copy")
-    config = S.training.run_config("copy", S.ModelConfig(dim=16, depth=1, heads=1, dim_head=8, mlp_dim=16),
-                                   S.TrainConfig(epochs=150, eval_every=150), S.DataConfig(
-                                       n=32, n_test=40, test_alphabet=40, n_val=8, val_alphabet=8), seed=0)
+    config = S.run_config("copy", S.ModelConfig(dim=16, depth=1, heads=1, dim_head=8, mlp_dim=16),
+                          S.TrainConfig(epochs=150, eval_every=150), S.DataConfig(
+                              n=32, n_test=40, test_alphabet=40, n_val=8, val_alphabet=8), seed=0)
     result, trained = S.fit(config, return_model=True)
     data = S.make_data(task, config.data, seed=0)
     init = S.build_model(config.model, data.vocab_size, task.length, task.kind, seed=0)

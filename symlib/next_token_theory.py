@@ -33,11 +33,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import positive_int
 from .data import DataConfig, TaskData, make_data
 from .models import ModelConfig, NextTokenTransformer, build_model
 from .store import RunStore, cached_result, default_root
+from .runs import RunConfig, TrainConfig, run_config
 from .tasks import from_spec, get_task
-from .training import RunConfig, TrainConfig, fit, run_config
+from .training import fit
 
 # ----------------------------------------------------------------------------- one SGD step, exactly
 
@@ -182,8 +184,7 @@ def margin_dilution(d: int, n: int, unseen: int = 512, steps: int = 300, lr: flo
     Chapter: *Next-token prediction and the inverse scaling law* (margin dilution).
     """
     for name, v in (("d", d), ("n", n), ("unseen", unseen), ("steps", steps)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        positive_int(name, v)
     if optimizer not in ("gd", "adam"):
         raise ValueError(f"optimizer must be 'gd' or 'adam'; got {optimizer!r}")
     if not lr > 0 or not noise >= 0:
