@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import Attention
+from .checks import positive_int
 
 VARIANTS = {"baseline": (False, False), "kq": (True, False), "vo": (False, True), "kq_vo": (True, True)}
 
@@ -57,9 +58,7 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "context", "dim", "depth", "heads", "dim_head", "mlp_ratio"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"GPT {name} must be a positive integer; got {v!r}")
+            positive_int(f"GPT {name}", getattr(self, name))
         for name in ("bias", "kq_identity", "vo_identity"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"GPT {name} must be True or False; got {getattr(self, name)!r}")

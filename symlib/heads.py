@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from .checks import positive_int
+
 
 def diagonal_z(m: torch.Tensor) -> float:
     """``z`` of a square matrix ``(d, d)``, ``d >= 2``; ``nan`` if the off-diagonal is constant."""
@@ -39,8 +41,7 @@ def null_z(d: int, rank: int, samples: int = 200, seed: int = 0) -> torch.Tensor
     """``samples`` values of ``z(A Bᵀ)`` for independent N(0, 1) factors ``A, B`` of shape
     ``(d, rank)``: the null of a head whose two maps know nothing of each other."""
     for name, v in (("d", d), ("rank", rank), ("samples", samples)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        positive_int(name, v)
     g = torch.Generator().manual_seed(seed)
     return torch.tensor([diagonal_z(torch.randn(d, rank, generator=g, dtype=torch.float64)
                                     @ torch.randn(d, rank, generator=g, dtype=torch.float64).T)

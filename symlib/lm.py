@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .checks import positive_int
 from .gpt import GPT, GPTConfig, build_gpt, config_from_dict
 from .store import RunResult, RunStore, atomic_write_text, provenance
 from .tokenizer import atomic_write_bytes
@@ -62,9 +63,7 @@ class LMTrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_blocks"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"LM train {name} must be a positive integer; got {v!r}")
+            positive_int(f"LM train {name}", getattr(self, name))
         for name, low in (("lr", 0.0), ("weight_decay", None), ("grad_clip", 0.0)):
             v = getattr(self, name)
             ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
