@@ -1,0 +1,153 @@
+"""Chapter ``language_model``: do the KQ and VO identity terms help a GPT trained from scratch?
+
+The paper trains GPT-2 from scratch on WikiText-2 with and without the two identity terms and
+reports a slightly lower validation perplexity with them, never a higher one.  With
+``a_h = b_h = 0`` at initialisation a modified model and the baseline of the same seed start
+identical and see the same batches, so the comparison is *paired*: for each seed we take the
+difference of the final log-perplexities (the mean token cross-entropy in nats),
+
+    Δ_s = loss(variant, seed s) − loss(baseline, seed s),
+
+and read its mean with a Student-t 95 % interval over seeds.  Δ < 0 means the variant is better;
+``exp(Δ) − 1`` is the relative change of perplexity.
+
+The verdict rule (:func:`lm_verdict`) is fixed before the runs:
+
+* **reproduced** — the interval of Δ for KQ & VO lies below 0 (better, and never worse);
+* **partial** — the interval holds 0 but its upper end is below :data:`NO_WORSE` (no detectable
+  effect, and no sign of the variant being worse by more than 1 % perplexity);
+* **not reproduced** — otherwise (the variant is, or may be, worse by more than that).
+
+With one seed there is no interval and no verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pandas as pd
+from scipy import stats
+
+NO_WORSE = math.log(1.01)   # Δ log-perplexity of +1 % perplexity: the most "never worse" allows
+BASELINE = "baseline"
+
+
+def paired_deltas(frame: pd.DataFrame, metric: str = "val_loss", baseline: str = BASELINE) -> pd.DataFrame:
+    """Per (variant, seed): ``metric`` of the variant minus that of the baseline of the same seed.
+
+    ``frame`` has one row per run with columns ``variant``, ``seed`` and ``metric`` (a loss in
+    nats per token).  Seeds without a baseline run are left out; a (variant, seed) with two runs is
+    an error (the pairing would be ambiguous)."""
+    for col in ("variant", "seed", metric):
+        if col not in frame.columns:
+            raise ValueError(f"frame lacks column {col!r}; it needs 'variant', 'seed' and {metric!r}")
+    dup = frame.duplicated(["variant", "seed"])
+    if dup.any():
+        first = frame[dup].iloc[0]
+        raise ValueError(f"two runs of variant {first.variant!r}, seed {first.seed}: pairing needs one each")
+    base = frame[frame.variant == baseline].set_index("seed")[metric]
+    if base.empty:
+        raise ValueError(f"no run of the {baseline!r} variant to pair with")
+    other = frame[(frame.variant != baseline) & frame.seed.isin(base.index)]
+    out = other.assign(delta=other[metric].to_numpy() - base.loc[other.seed].to_numpy())
+    return out[["variant", "seed", "delta"]].sort_values(["variant", "seed"]).reset_index(drop=True)
+
+
+def interval(deltas, level: float = 0.95) -> dict:
+    """Mean of the paired differences with its Student-t interval (``low``/``high`` are NaN with
+    fewer than two seeds) and the relative perplexity change ``exp(mean) − 1``."""
+    x = pd.Series(deltas, dtype=float).dropna()
+    if x.empty:
+        raise ValueError("no paired differences")
+    mean = float(x.mean())
+    if len(x) < 2:
+        low = high = float("nan")
+    else:
+        half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+        low, high = mean - half, mean + half
+    return {"seeds": len(x), "mean": mean, "low": low, "high": high, "ppl_change": math.expm1(mean)}
+
+
+def lm_verdict(deltas) -> tuple[str, str]:
+    """The verdict of ``gpt2_wikitext`` from the paired Δ log-perplexity of KQ & VO against the
+    baseline (module docstring), and the sentence that says why."""
+    iv = interval(deltas)
+    if iv["seeds"] < 2:
+        raise ValueError("a verdict needs paired runs on at least two seeds")
+    what = (f"Δ log-perplexity {iv['mean']:+.4f} [95% {iv['low']:+.4f}, {iv['high']:+.4f}] over "
+            f"{iv['seeds']} paired seeds (perplexity {iv['ppl_change']:+.1%})")
+    if iv["high"] < 0:
+        return "reproduced", what + ": better"
+    if iv["low"] <= 0 and iv["high"] < NO_WORSE:
+        return "partial", what + ": no detectable effect, and not worse by more than 1 %"
+    return "not reproduced", what + (": worse" if iv["low"] > 0 else ": may be worse by more than 1 %")
+
+
+# ----------------------------------------------------------------------------- bf16: adopted only if it agrees
+
+def bf16_agrees(fp32: pd.Series, bf16: pd.Series) -> tuple[bool, str]:
+    """Can bf16 autocast stand in for float32?  ``fp32``, ``bf16``: the validation loss after the
+    same number of tokens, indexed by seed (the pilot, :data:`PILOT`).  The rule, fixed before the
+    pilot ran: on every seed, |bf16 − fp32| is at most the seed-to-seed spread of float32 (its
+    max − min over seeds)."""
+    common = sorted(set(fp32.index) & set(bf16.index))
+    if len(common) < 2:
+        raise ValueError("the bf16 check needs float32 and bf16 runs on at least two common seeds")
+    spread = float(fp32.loc[common].max() - fp32.loc[common].min())
+    gap = (bf16.loc[common] - fp32.loc[common]).abs()
+    ok = bool((gap <= spread).all())
+    return ok, (f"|bf16 − float32| validation loss {', '.join(f'{g:.4f} (seed {s})' for s, g in gap.items())} "
+                f"against a float32 seed spread of {spread:.4f}: " + ("agrees" if ok else "differs"))
+
+
+# ----------------------------------------------------------------------------- the runs
+
+def run_grid(name: str) -> list[tuple]:
+    """The runs of experiment ``name`` as ``(GPTConfig, LMTrainConfig, seed)``:
+
+    * ``pilot`` — 600 steps (1.2 M tokens): the baseline in float32 and in bf16 and KQ & VO in
+      bf16, seeds 0 and 1.  It measures the seed spread, the paired spread, and whether bf16
+      agrees with float32 (:func:`bf16_agrees`) before the long runs use it.
+    * ``smoke`` — a tiny model for a few steps (CI).
+    """
+    from .gpt import GPTConfig
+    from .lm import LMTrainConfig
+    if name == "pilot":
+        short = LMTrainConfig(steps=600, eval_every=100)
+        base = GPTConfig()
+        return [(base, short, s) for s in (0, 1)] + \
+               [(cfg, replace(short, precision="bf16"), s) for cfg in (base, base.with_variant("kq_vo")) for s in (0, 1)]
+    if name == "smoke":
+        tiny = GPTConfig(context=32, dim=32, depth=1, heads=2, dim_head=16)
+        t = LMTrainConfig(steps=20, eval_every=10, eval_blocks=8)
+        return [(tiny.with_variant(v), t, s) for v in ("baseline", "kq_vo") for s in (0, 1)]
+    raise ValueError(f"unknown language-model experiment {name!r}; allowed: pilot, smoke")
+
+
+def main(argv=None) -> None:
+    """``python -m symlib.language_model EXPERIMENT [--part I/K]``: train the runs of
+    :func:`run_grid` (part I of K: every K-th run, for one process per core), skipping stored
+    ones and resuming checkpointed ones."""
+    import argparse
+    from .lm import fit_lm, lm_data
+    from .store import RunStore
+    p = argparse.ArgumentParser(prog="python -m symlib.language_model", description=main.__doc__)
+    p.add_argument("experiment")
+    p.add_argument("--part", default="1/1", help="I/K: run every K-th run starting at the I-th (1-based)")
+    args = p.parse_args(argv)
+    try:
+        i, k = (int(x) for x in args.part.split("/"))
+        if not 1 <= i <= k:
+            raise ValueError
+    except ValueError:
+        p.error(f"--part must be I/K with 1 <= I <= K; got {args.part!r}")
+    grid = run_grid(args.experiment)[i - 1::k]
+    data, store = lm_data(), RunStore()
+    for n, (model, train, seed) in enumerate(grid, 1):
+        print(f"[{n}/{len(grid)}] {model.variant} seed {seed} {train.precision} {train.steps} steps", flush=True)
+        fit_lm(model, train, data, seed, store=store, threads=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The paired comparison and the verdict rule of chapter ``language_model``."""
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from symlib import language_model as LM
+
+
+def runs(rows):
+    return pd.DataFrame(rows, columns=["variant", "seed", "val_loss"])
+
+
+def test_paired_deltas_pair_by_seed_and_skip_unpaired():
+    frame = runs([("baseline", 0, 3.0), ("baseline", 1, 3.2), ("kq_vo", 0, 2.9), ("kq_vo", 1, 3.3),
+                  ("kq_vo", 2, 1.0), ("kq", 0, 3.05)])
+    d = LM.paired_deltas(frame)
+    assert list(zip(d.variant, d.seed)) == [("kq", 0), ("kq_vo", 0), ("kq_vo", 1)]  # seed 2 has no baseline
+    assert d.delta.tolist() == pytest.approx([0.05, -0.1, 0.1])
+
+
+def test_paired_deltas_refuses_ambiguous_or_missing_input():
+    with pytest.raises(ValueError, match="two runs of variant 'kq_vo', seed 0"):
+        LM.paired_deltas(runs([("baseline", 0, 3.0), ("kq_vo", 0, 2.9), ("kq_vo", 0, 2.8)]))
+    with pytest.raises(ValueError, match="no run of the 'baseline' variant"):
+        LM.paired_deltas(runs([("kq_vo", 0, 2.9)]))
+    with pytest.raises(ValueError, match="lacks column 'val_loss'"):
+        LM.paired_deltas(pd.DataFrame({"variant": ["baseline"], "seed": [0]}))
+
+
+def test_interval_is_the_student_t_interval():
+    x = [-0.02, -0.01, -0.03]
+    iv = LM.interval(x)
+    half = stats.t.ppf(0.975, 2) * pd.Series(x).std() / math.sqrt(3)
+    assert iv["mean"] == pytest.approx(-0.02)
+    assert (iv["low"], iv["high"]) == pytest.approx((-0.02 - half, -0.02 + half))
+    assert iv["ppl_change"] == pytest.approx(math.expm1(-0.02))
+    one = LM.interval([0.1])
+    assert one["seeds"] == 1 and math.isnan(one["low"]) and math.isnan(one["high"])
+
+
+@pytest.mark.parametrize("deltas, verdict", [
+    ([-0.020, -0.021, -0.019], "reproduced"),        # interval below 0
+    ([-0.004, 0.002, -0.001], "partial"),            # holds 0, upper end below log 1.01
+    ([0.020, 0.021, 0.019], "not reproduced"),       # worse
+    ([-0.05, 0.05, 0.0], "not reproduced"),          # holds 0, but may be worse by > 1 %
+])
+def test_lm_verdict_branches(deltas, verdict):
+    got, why = LM.lm_verdict(deltas)
+    assert got == verdict
+    assert "paired seeds" in why
+
+
+def test_lm_verdict_needs_two_seeds():
+    with pytest.raises(ValueError, match="at least two seeds"):
+        LM.lm_verdict([-0.1])
+
+
+def test_bf16_agrees_within_the_float32_seed_spread():
+    fp32 = pd.Series({0: 5.00, 1: 5.10})
+    ok, why = LM.bf16_agrees(fp32, pd.Series({0: 5.05, 1: 5.02}))
+    assert ok and "agrees" in why
+    ok, why = LM.bf16_agrees(fp32, pd.Series({0: 5.20, 1: 5.10}))   # seed 0 off by 0.2 > spread 0.1
+    assert not ok and "differs" in why
+    with pytest.raises(ValueError, match="at least two common seeds"):
+        LM.bf16_agrees(fp32, pd.Series({0: 5.0}))
+
+
+def test_run_grids_pair_variants_on_the_same_seeds_and_data_order():
+    pilot = LM.run_grid("pilot")
+    assert len(pilot) == 6
+    bf16 = [(m.variant, s) for m, t, s in pilot if t.precision == "bf16"]
+    assert sorted(bf16) == [("baseline", 0), ("baseline", 1), ("kq_vo", 0), ("kq_vo", 1)]
+    assert len({t.steps for _, t, _ in pilot}) == 1        # every pilot run sees the same number of tokens
+    with pytest.raises(ValueError, match="unknown language-model experiment 'nope'"):
+        LM.run_grid("nope")
