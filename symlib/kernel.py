@@ -528,3 +528,203 @@ def cached(name: str, config: dict, compute: Callable[[], object], recompute: bo
     should be ``lambda: K.<function>(**config)``: then the stored config is every argument of the
     computation, and no argument can change without the stored table being refused."""
     return cached_result(data_dir(root) / f"{name}.json", config, compute, recompute, store)
+
+
+# ----------------------------------------------------------------------------- theory: N at β = 0 and small β
+
+
+def arccos_j(rho) -> np.ndarray:
+    """The ReLU map on correlations: ``relu_nngp(κ_xy, κ_xx, κ_yy) = √(κ_xx κ_yy) · J(ρ)`` with
+    ``J(ρ) = (√(1 − ρ²) + (π − arccos ρ) ρ) / 2π``.  Its power series ``Σ a_l ρ^l`` has
+    ``a_0 = 1/2π``, ``a_1 = 1/4`` and ``a_l > 0`` for every even l ≥ 2 (odd l ≥ 3: 0)."""
+    rho = np.clip(np.asarray(rho, dtype=np.float64), -1.0, 1.0)
+    return (np.sqrt(1 - rho ** 2) + (np.pi - np.arccos(rho)) * rho) / (2 * np.pi)
+
+
+def arccos_j_prime(rho) -> np.ndarray:
+    """``J'(ρ) = (π − arccos ρ) / 2π`` (> 0 for ρ > −1)."""
+    rho = np.clip(np.asarray(rho, dtype=np.float64), -1.0, 1.0)
+    return (np.pi - np.arccos(rho)) / (2 * np.pi)
+
+
+def beta0_weights(pattern: Sequence[int], gamma: float, a: float = 0.0) -> np.ndarray:
+    """The readout's attention weights at β = 0, ``(k,)``: uniform for the plain kernel; with the
+    shared-query KQ stand-in the mean over query rows i of ``softmax(a (X Xᵀ + γ² I)_i)``, a
+    deterministic function of the equality pattern (position j's weight depends only on its repeat
+    count r_j — so it is uniform whenever the repeat profile is constant)."""
+    p = np.asarray(pattern)
+    A = (p[:, None] == p[None, :]).astype(np.float64) + gamma ** 2 * np.eye(len(p))
+    return softmax(a * A, axis=-1).mean(axis=0)
+
+
+def template_matrix_beta0(task: TemplateTask, gamma: float, a: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``(N, κ_self)`` at β = 0 (no sampling): with deterministic weights ``w_z``
+    (:func:`beta0_weights`), ``κ(x, y) = γ² w_x·w_y`` for disjoint instances and
+    ``κ(x, x) = w_xᵀ (X Xᵀ + γ² I) w_x``; plain kernel: ``κ_self = (1ᵀ X Xᵀ 1 + k γ²)/k²``."""
+    _check(0.0, gamma, a)
+    if task.regular:
+        raise ValueError(f"template_matrix_beta0 needs a task without regular tokens; {task.name!r} has some")
+    W, selfs = [], []
+    for z in task.templates:
+        ws = wildcards(z)
+        pattern = [ws.index(t) for t in z]
+        w = beta0_weights(pattern, gamma, a)
+        p = np.asarray(pattern)
+        A = (p[:, None] == p[None, :]).astype(np.float64) + gamma ** 2 * np.eye(len(p))
+        W.append(w)
+        selfs.append(float(w @ A @ w))
+    W, selfs = np.array(W), np.array(selfs)
+    return relu_nngp(gamma ** 2 * W @ W.T, selfs, selfs), selfs
+
+
+def repeat_sum(z: Sequence[Hashable]) -> int:
+    """``R_z = 1ᵀ X Xᵀ 1``: the sum over positions of the repeat counts, i.e. the sum of the squared
+    multiplicities of the template's symbols (αα: 4, αβ: 2, αβα and αββ: 5).  At β = 0 the
+    self-kernel is ``(R_z + k γ²)/k²``, so N at β = 0 separates templates only by R_z."""
+    return int(sum(list(z).count(t) ** 2 for t in set(z)))
+
+
+def det_small_beta(coefficient: float, order: int, repeat: int, k: int, gamma: float) -> float:
+    """The predicted limit of ``det N / β^order`` as β → 0, for a task of **two** templates with the
+    same self-kernel (position permutations of one another, e.g. ABA vs ABB, AABB vs ABAB):
+    ``s₀ J(ρ₀) J'(ρ₀) · P(γ²)``, with ``s₀ = (R + kγ²)/k²`` the common self-kernel at β = 0,
+    ``ρ₀ = (γ²/k)/s₀`` and ``P(γ²) = coefficient`` the β^order coefficient of the contrast
+    ``κ₁₁ + κ₂₂ − 2κ₁₂`` (:func:`symlib.symbolic.contrast_series`) evaluated at γ."""
+    s0 = (repeat + k * gamma ** 2) / k ** 2
+    rho0 = gamma ** 2 / k / s0
+    return float(s0 * arccos_j(rho0) * arccos_j_prime(rho0) * coefficient)
+
+
+def small_beta_table(tasks: Sequence[dict], betas: Sequence[float], gamma: float = 1.0, a: float = 0.0,
+                     samples: int = 2 ** 12, nodes: int = 16) -> list[dict]:
+    """λ_min(N) and det N at small β (γ fixed), for fitting the order at which N degenerates as
+    β → 0: one row per (task, β)."""
+    from .tasks import from_spec
+    rows = []
+    for spec in tasks:
+        task = from_spec(spec)
+        for beta in betas:
+            kxy, kself = template_kappa(task, beta, gamma, a, nodes=nodes, samples=samples)
+            N = relu_nngp(kxy, kself, kself)
+            rows.append({"task": _label(spec), "beta": beta, "gamma": gamma, "a": a,
+                         "lambda_min": smallest_eigenvalue(N), "det": float(np.linalg.det(N)),
+                         "lambda_min_kappa": smallest_eigenvalue(kxy)})
+    return rows
+
+
+def local_order(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares slope of log y against log x: the power p in y ∝ x^p over the given range."""
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+
+
+# ----------------------------------------------------------------------------- theory: the positive theorem
+
+
+def template_counts(template: np.ndarray, r: int) -> np.ndarray:
+    """How many strings of each of the r templates a split holds."""
+    return np.bincount(np.asarray(template), minlength=r)
+
+
+def sharing_degree(x: np.ndarray) -> np.ndarray:
+    """For each row of ``x`` (id strings), how many *other* rows share at least one token with it."""
+    pairs = _sharing_pairs(x, x)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.bincount(pairs[:, 0], minlength=len(x)) if len(pairs) else np.zeros(len(x), int)
+
+
+def generalization_check(task: TemplateTask, n: int, kernel: PatternKernel, seed: int = 0,
+                         ridge: float = 1e-5, n_test: int = 1000) -> dict:
+    """The chapter's theorem *Kernel regression generalizes to unseen symbols*, on one data set.
+
+    Runs :func:`kernel_regression`'s fit, then evaluates the theorem's exact error formula
+    ``e = −(I + N S)^{-1} ȳ``, ``S = Zᵀ M^{-1} Z``, ``M = K + λI − Z N Zᵀ``, and its bound
+    ``‖e‖₂ ≤ μ ‖ȳ‖₂ / (n_min λ_min(N))`` with ``μ = λ_max(Qᵀ M Q)``, ``Q = Z D^{-1/2}``; and the
+    bound's structural form ``μ ≤ λ + c_max (1 + d_max)``.  Returns the measured and predicted test
+    losses (over the test strings' template frequencies), the bound and its ingredients.
+    """
+    if task.kind != "regression" or task.regular:
+        raise ValueError("generalization_check needs a regression task without regular tokens")
+    data = make_data(task, DataConfig(n=n, n_test=n_test), seed)
+    x, y = data.x["train"].numpy(), data.y["train"].numpy().astype(np.float64)
+    xt, yt = data.x["test"].numpy(), data.y["test"].numpy().astype(np.float64)
+    zi, zt = data.template["train"].numpy(), data.template["test"].numpy()
+    r = len(task.templates)
+    from scipy.linalg import cho_factor, cho_solve
+    K = kernel.matrix(x, x)
+    lam = ridge * float(np.mean(np.diag(K)))
+    test_pred = kernel.matrix(xt, x) @ np.linalg.solve(K + lam * np.eye(len(K)), y)
+    measured = float(np.mean((test_pred - yt) ** 2))
+    # N from two disjoint instances of every template (ids 0.. and 10k..), the same cached patterns
+    inst = [disjoint_instances(task, 2)[c] for c in range(2)]
+    ids, _ = _as_ids(inst[0] + inst[1])
+    N = kernel.matrix(ids[:r], ids[r:])
+    N = (N + N.T) / 2
+    Z = np.eye(r)[zi]                                                     # (n, r) template indicator
+    ybar = np.array(task.labels, dtype=np.float64)
+    M = K + lam * np.eye(len(K)) - Z @ N @ Z.T
+    try:                                                                  # M ≻ 0: a Cholesky factor exists
+        factor, m_pd = cho_factor(M), True
+        S = Z.T @ cho_solve(factor, Z)
+    except np.linalg.LinAlgError:
+        m_pd = False
+        S = Z.T @ np.linalg.solve(M, Z)
+    e = -np.linalg.solve(np.eye(r) + N @ S, ybar)
+    freq = template_counts(zt, r) / len(zt)
+    counts = template_counts(zi, r)
+    Q = Z / np.sqrt(np.maximum(counts, 1))
+    mu = float(np.linalg.eigvalsh(Q.T @ M @ Q)[-1])
+    lam_min = smallest_eigenvalue(N)
+    bound = (mu * np.linalg.norm(ybar) / (counts.min() * lam_min)) ** 2 if counts.min() > 0 else np.inf
+    c = np.diag(K) - N[zi, zi]                                            # c_z = K(x, x) − N_zz
+    d = sharing_degree(x)
+    return {"n": n, "seed": seed, "test_loss": measured, "formula_loss": float(freq @ e ** 2),
+            "bound": float(bound), "mu": mu, "mu_structural": float(lam + c.max() * (1 + d.max())),
+            "n_min": int(counts.min()), "lambda_min": lam_min, "c_max": float(c.max()), "d_max": int(d.max()),
+            "d_mean": float(d.mean()), "M_positive_definite": m_pd}
+
+
+def generalization_checks(tasks: Sequence[str], ns: Sequence[int], seeds: Sequence[int], beta: float = 1.0,
+                          gamma: float = 1.0, a: float = 0.0, samples: int = 2 ** 12) -> list[dict]:
+    """:func:`generalization_check` over tasks (registry names), n and seeds: one row each."""
+    from .tasks import get_task
+    rows = []
+    for name in tasks:
+        kernel = PatternKernel(beta, gamma, a, samples)
+        for n in ns:
+            for seed in seeds:
+                rows.append({"task": name, "a": a, **generalization_check(get_task(name), n, kernel, seed)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- the last-layer regime, wide
+
+
+def last_layer_wide(task: str, ns: Sequence[int], dim: int, scales: Sequence[float], seeds: Sequence[int],
+                    epochs: int = 1000) -> list[dict]:
+    """The book's transformer (``symlib.experiments.TRANSFORMER``) with ``dim`` random features, only
+    its readout trained (the paper's protocol: Adam, lr 1e-3, full batch, ``epochs``), at several
+    initialisation scales; and, on the same frozen features, the minimum-norm least-squares readout
+    — the finite-width kernel ("ridgeless") regression that the readout's gradient flow from 0
+    converges to.  One row per (scale, n, seed): Adam's train and test loss, the min-norm test loss."""
+    import torch
+    from dataclasses import replace
+    from .experiments import TRANSFORMER
+    from .models import cached_readout
+    from .tasks import get_task
+    from .training import TrainConfig, fit
+    rows = []
+    for scale in scales:
+        cfg = replace(TRANSFORMER, dim=dim, train_last_layer_only=True, init_scale=scale)
+        for n in ns:
+            for seed in seeds:
+                res, net = fit(get_task(task), cfg, TrainConfig(epochs=epochs, lr=1e-3, batch_size=1024, eval_every=epochs),
+                               data=n, seed=seed, return_model=True)
+                data = make_data(get_task(task), DataConfig(n=n), seed)
+                _, feats = cached_readout(net, data.x)
+                F = {s: torch.cat([f, torch.ones(len(f), 1)], 1).double().numpy() for s, f in feats.items()}
+                w = np.linalg.lstsq(F["train"], data.y["train"].double().numpy(), rcond=None)[0]
+                yt = data.y["test"].double().numpy()
+                rows.append({"init scale": scale, "n": n, "seed": seed, "features": dim,
+                             "train_loss": res.metrics["train_loss"], "test_loss": res.metrics["test_loss"],
+                             "min_norm_test_loss": float(np.mean((F["test"] @ w - yt) ** 2))})
+    return rows

@@ -121,3 +121,52 @@ def test_bad_input():
         K.template_matrix(get_task("aba_abb"), 1.0, 1.0, method="exact")
     with pytest.raises(ValueError, match="regression"):
         K.kernel_regression(get_task("copy"), 16, K.PatternKernel(1.0, 1.0))
+
+
+# ----------------------------------------------------------------------------- theory (issue 22)
+
+
+def test_beta0_template_matrix_closed_form_and_kq_invisible_for_constant_profiles():
+    from symlib.tasks import get_task
+    for name in ("same_different", "aba_abb", "aabb_abab"):
+        task = get_task(name)
+        kxy, ks = K.template_kappa(task, 0.0, 1.0, samples=2 ** 6, nodes=4)
+        N0, s0 = K.template_matrix_beta0(task, 1.0)
+        assert np.allclose(K.relu_nngp(kxy, ks, ks), N0, atol=1e-12)
+        assert np.allclose(s0, [(K.repeat_sum(z) + task.length) / task.length ** 2 for z in task.templates])
+    sd, ab = get_task("same_different"), get_task("aba_abb")
+    assert K.smallest_eigenvalue(K.template_matrix_beta0(sd, 1.0)[0]) > 1e-3       # distinct R: nonsingular
+    assert abs(K.smallest_eigenvalue(K.template_matrix_beta0(ab, 1.0)[0])) < 1e-12  # equal R: singular
+    for name in ("same_different", "aabb_abab"):                                    # constant profiles
+        t = get_task(name)
+        assert np.allclose(K.template_matrix_beta0(t, 1.0, 3.0)[0], K.template_matrix_beta0(t, 1.0)[0], atol=1e-14)
+    assert not np.allclose(K.template_matrix_beta0(ab, 1.0, 1.0)[0], K.template_matrix_beta0(ab, 1.0)[0])
+    assert np.allclose(K.beta0_weights([0, 1, 0], 1.0, 0.0), 1 / 3)
+
+
+def test_arccos_series_and_n_dominates_kappa():
+    rho = np.linspace(-0.9, 0.9, 7)
+    assert np.allclose(K.arccos_j(1.0), 0.5) and np.all(K.arccos_j_prime(rho) > 0)
+    kxy = np.array([[1.0, 0.3], [0.3, 0.8]])
+    N = K.relu_nngp(kxy)
+    assert np.linalg.eigvalsh(N - kxy / 4)[0] >= -1e-12                              # N ⪰ K_κ / 4
+
+
+def test_det_small_beta_matches_template_kappa():
+    from symlib.tasks import get_task
+    limit = K.det_small_beta(2 / 81, 4, 5, 3, 1.0)
+    kxy, ks = K.template_kappa(get_task("aba_abb"), 1 / 32, 1.0, samples=2 ** 10, nodes=12)
+    assert abs(np.linalg.det(K.relu_nngp(kxy, ks, ks)) / (1 / 32) ** 4 / limit - 1) < 0.02
+
+
+def test_generalization_theorem_exact_formula_and_bound():
+    from symlib.tasks import get_task
+    row = K.generalization_check(get_task("aba_abb"), 32, K.PatternKernel(1.0, 1.0, samples=2 ** 10), seed=0, n_test=200)
+    assert abs(row["test_loss"] - row["formula_loss"]) < 1e-8
+    assert row["bound"] >= row["test_loss"] and row["mu"] <= row["mu_structural"] + 1e-9 and row["M_positive_definite"]
+
+
+def test_local_order_and_sharing_degree():
+    assert abs(K.local_order([1, 2, 4], [3, 48, 768]) - 4) < 1e-9
+    x = np.array([[0, 1], [1, 2], [3, 4]])
+    assert K.sharing_degree(x).tolist() == [1, 1, 0]
