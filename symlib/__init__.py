@@ -15,7 +15,7 @@ One idea per module:
 * :mod:`symlib.experiments` every sweep of the book by name, in ``paper`` and ``smoke`` profiles
 * :mod:`symlib.kernel`     the transformer random-features kernel κ, K_trans, template matrix N, kernel regression
 * :mod:`symlib.symbolic`   computer algebra (Wick's theorem) for κ's Taylor coefficients
-* :mod:`symlib.equivariance` the MLP-failure mechanism: frozen unseen rows, equivariance, the two-sample test
+* :mod:`symlib.mlp_failure` the MLP-failure mechanism: frozen unseen rows, equivariance, the two-sample test
 * :mod:`symlib.next_token_theory` next-token probes: unseen embeddings against the span of training updates
 * :mod:`symlib.checks`     the argument checks the configs share
 * :mod:`symlib.plots`      sample-efficiency figures and n* summaries

@@ -63,12 +63,12 @@ class Claim:
 
 def fmt_n(x: float, n_max: int) -> str:
     """An n*: the integer, or '> n_max' when the curve never gets below the threshold."""
-    return f"> {n_max}" if x != x else str(int(x))
+    return f"> {n_max}" if math.isnan(x) else str(int(x))
 
 
 def fmt_r(r: float) -> str:
     """An n* ratio: 'n/a' when one of the two never gets below the threshold."""
-    return "n/a" if r != r else f"{r:.0f}×"
+    return "n/a" if math.isnan(r) else f"{r:.0f}×"
 
 
 def seed_note(frame: pd.DataFrame) -> str:
@@ -91,7 +91,7 @@ def _top(frames) -> int:
 
 def _is(x: float) -> bool:
     """An n* that exists (the curve gets below the threshold)."""
-    return x == x
+    return not math.isnan(x)
 
 
 # ----------------------------------------------------------------------------- figures 1 and 2
@@ -146,7 +146,7 @@ def kq_sample_efficiency(frames: dict[str, pd.DataFrame], fast: pd.DataFrame | N
         lower_bound = not _is(ns["transformer"])
         r = ratio(2 * n_max if lower_bound else ns["transformer"], ns["transformer + KQ"])
         ratios.append(r)
-        shown = ("undefined (+KQ never below the threshold)" if r != r
+        shown = ("undefined (+KQ never below the threshold)" if math.isnan(r)
                  else ("≥ " if lower_bound else "") + f"{r:.0f}×")
         texts.append(f"{task} {shown} (n*(+KQ) = {fmt_n(ns['transformer + KQ'], n_max)})")
     worst = min(ratios)  # NaN if any is undefined, and NaN >= x is False

@@ -711,7 +711,8 @@ def last_layer_wide(task: str, ns: Sequence[int], dim: int, scales: Sequence[flo
     from .experiments import TRANSFORMER
     from .models import cached_readout
     from .tasks import get_task
-    from .training import TrainConfig, fit
+    from .runs import TrainConfig
+    from .training import fit
     rows = []
     for scale in scales:
         cfg = replace(TRANSFORMER, dim=dim, train_last_layer_only=True, init_scale=scale)

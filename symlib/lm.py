@@ -20,7 +20,7 @@ A plain PyTorch loop (within a few percent of a bare one: :func:`benchmark`):
   :func:`fit_lm` again with the same config resumes from it and ends in the same state, bit for
   bit, as a run never interrupted;
 * the finished run's record — config, metrics, curve, wall time, provenance — is written to
-  ``<store>/lm_runs/<key>.json`` (a :class:`~symlib.training.RunResult`; the template-task records of
+  ``<store>/lm_runs/<key>.json`` (a :class:`~symlib.runs.RunResult`; the template-task records of
   ``runs/`` are checked against their task configs, so LM records live beside them) and its
   weights, bf16, to ``<store>/lm_checkpoints/<key>.safetensors``.
 """
@@ -42,7 +42,8 @@ import torch.nn.functional as F
 
 from .checks import positive_int
 from .gpt import GPT, GPTConfig, build_gpt, config_from_dict
-from .store import RunResult, RunStore, atomic_write_text, provenance
+from .runs import RunResult, provenance
+from .store import RunStore, atomic_write_text
 from .tokenizer import atomic_write_bytes
 
 PRECISIONS = ("32", "bf16")

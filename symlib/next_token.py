@@ -117,13 +117,13 @@ RULE_TOLERANCE = 0.02  # largest change of the reported test error an early-stop
 
 
 def rule_check(runs, rule, fit_error: float = FIT_ERROR) -> pd.DataFrame:
-    """What an early-stopping ``rule`` (a :class:`~symlib.training.TrainConfig`) would have done to
-    full-length ``runs`` (:class:`~symlib.training.RunResult` s): per run, the epoch it stops at,
+    """What an early-stopping ``rule`` (a :class:`~symlib.runs.TrainConfig`) would have done to
+    full-length ``runs`` (:class:`~symlib.runs.RunResult` s): per run, the epoch it stops at,
     the test error it would report against the full run's, and whether the run's fit (train error
     <= ``fit_error``) is the same.  Training is deterministic, so a run with the rule is the full
-    run cut at its stop (:func:`~symlib.training.stopped_curve`)."""
+    run cut at its stop (:func:`~symlib.runs.stopped_curve`)."""
     from .store import flatten_config
-    from .training import stopped_curve
+    from .runs import stopped_curve
     rows = []
     for r in runs:
         full, cut = r.curve[-1], stopped_curve(r.curve, rule)[-1]

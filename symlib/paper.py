@@ -155,17 +155,18 @@ def yardstick(threshold: float = 0.1) -> pd.DataFrame:
 
 
 def _fmt(x: float, top: int) -> str:
-    return f"> {top}" if x != x else str(int(x))
+    return f"> {top}" if math.isnan(x) else str(int(x))
 
 
 def _ratio(ours: float, theirs: float, our_top: int, their_top: int) -> str:
     """ours / theirs, or a bound when one curve never gets below the threshold."""
-    if ours == ours and theirs == theirs:
+    seen_ours, seen_theirs = not math.isnan(ours), not math.isnan(theirs)
+    if seen_ours and seen_theirs:
         r = ours / theirs
         return f"{r:.0f}×" if r >= 1 else f"1/{1 / r:.0f}"
-    if ours != ours and theirs == theirs:
+    if not seen_ours and seen_theirs:
         return f"> {2 * our_top / theirs:.0f}×" if our_top else "n/a"
-    if ours == ours and theirs != theirs:
+    if seen_ours and not seen_theirs:
         return f"< 1/{2 * their_top / ours:.0f}" if their_top else "n/a"
     return "neither below"
 

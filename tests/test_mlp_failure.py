@@ -127,8 +127,3 @@ def test_rotation_form_holds_for_sgd_and_momentum_not_for_adam_with_weight_decay
     assert r["max_gap"] > 1e-3 * r["output_scale"]
     q = E.random_rotation(5, seed=1)
     assert torch.allclose(q @ q.T, torch.eye(5), atol=1e-5)
-
-
-def test_equivariance_alias_still_imports():
-    from symlib import equivariance
-    assert equivariance.rotation_gap is E.rotation_gap and equivariance.data_dir is E.data_dir
