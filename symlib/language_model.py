@@ -23,6 +23,7 @@ With one seed there is no interval and no verdict.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -103,26 +104,68 @@ def bf16_agrees(fp32: pd.Series, bf16: pd.Series) -> tuple[bool, str]:
 
 # ----------------------------------------------------------------------------- the runs
 
-def run_grid(name: str) -> list[tuple]:
+MAIN_PRECISION: str | None = "bf16"  # from the pilot's bf16 check (`bf16_agrees`; the chapter asserts they agree)
+MAIN_SEEDS = (0, 1, 2)
+
+
+def main_steps(precision: str) -> int:
+    """Steps of a main run: about 18 M tokens (8800 × 8 × 256) under bf16, half that in float32 —
+    each run must finish within about two hours of one core (a checkpoint does not survive a
+    fresh machine), and float32 steps cost 2.5× more on this CPU."""
+    return 8800 if precision == "bf16" else 4400
+
+
+def run_grid(name: str, vocab_size: int = 8192) -> list[tuple]:
     """The runs of experiment ``name`` as ``(GPTConfig, LMTrainConfig, seed)``:
 
     * ``pilot`` — 600 steps (1.2 M tokens): the baseline in float32 and in bf16 and KQ & VO in
       bf16, seeds 0 and 1.  It measures the seed spread, the paired spread, and whether bf16
       agrees with float32 (:func:`bf16_agrees`) before the long runs use it.
-    * ``smoke`` — a tiny model for a few steps (CI).
+    * ``main`` — the runs the verdict reads: baseline and KQ & VO on seeds :data:`MAIN_SEEDS`, KQ
+      alone and VO alone on seed 0, at :data:`MAIN_PRECISION` for :func:`main_steps`; empty until
+      the pilot has decided the precision.
+    * ``smoke`` — the pilot's six runs on a tiny model for a few steps (CI).
+
+    ``vocab_size``: the tokenizer's (8192 for the corpus; smaller for a tiny fixture).
     """
     from .gpt import GPTConfig
     from .lm import LMTrainConfig
     if name == "pilot":
         short = LMTrainConfig(steps=600, eval_every=100)
-        base = GPTConfig()
+        base = GPTConfig(vocab_size=vocab_size)
         return [(base, short, s) for s in (0, 1)] + \
                [(cfg, replace(short, precision="bf16"), s) for cfg in (base, base.with_variant("kq_vo")) for s in (0, 1)]
+    if name == "main":
+        if MAIN_PRECISION is None:
+            return []
+        t = LMTrainConfig(steps=main_steps(MAIN_PRECISION), precision=MAIN_PRECISION)
+        base = GPTConfig(vocab_size=vocab_size)
+        return [(base.with_variant(v), t, s) for s in MAIN_SEEDS for v in ("baseline", "kq_vo")] + \
+               [(base.with_variant(v), t, 0) for v in ("kq", "vo")]
     if name == "smoke":
-        tiny = GPTConfig(context=32, dim=32, depth=1, heads=2, dim_head=16)
+        tiny = GPTConfig(vocab_size=vocab_size, context=32, dim=32, depth=1, heads=2, dim_head=16)
         t = LMTrainConfig(steps=20, eval_every=10, eval_blocks=8)
-        return [(tiny.with_variant(v), t, s) for v in ("baseline", "kq_vo") for s in (0, 1)]
-    raise ValueError(f"unknown language-model experiment {name!r}; allowed: pilot, smoke")
+        return [(tiny, t, s) for s in (0, 1)] + \
+               [(cfg, replace(t, precision="bf16"), s) for cfg in (tiny, tiny.with_variant("kq_vo")) for s in (0, 1)]
+    raise ValueError(f"unknown language-model experiment {name!r}; allowed: pilot, main, smoke")
+
+
+def stored(name: str, store=None) -> tuple[pd.DataFrame, int]:
+    """(the stored runs of experiment ``name`` — rows of :func:`symlib.lm.lm_frame` —, the size of
+    its grid).  A run's key includes the corpus identity (tokenizer and split fingerprints), taken
+    from the stored records themselves, so a reader's clone without the corpus can read them."""
+    from .lm import LMRunConfig, get_lm_run, lm_frame
+    from .store import RunStore
+    store = store or RunStore()
+    frame = lm_frame(store)
+    if frame.empty:
+        return frame, len(run_grid(name))
+    keys = set()
+    for identity in {json.dumps(get_lm_run(store, k).config["corpus"], sort_keys=True) for k in frame.key}:
+        identity = json.loads(identity)
+        grid = run_grid(name, identity["vocab_size"])
+        keys |= {LMRunConfig(identity, m, t, s).key for m, t, s in grid}
+    return frame[frame.key.isin(keys)].reset_index(drop=True), len(grid)
 
 
 def main(argv=None) -> None:

@@ -51,6 +51,23 @@ def with_d(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if "d" in frame.columns else frame.assign(d=frame["model.dim"])
 
 
+def complete_curves(frame: pd.DataFrame, configs) -> pd.DataFrame:
+    """The rows of a run-store ``frame`` whose curve — (model, d, seed) — holds every n of its grid
+    in ``configs`` (the experiment's :class:`~symlib.runs.RunConfig` s).  A sweep runs the largest n
+    first, so a curve still being swept lacks its *small* n, and its n* would be too large: n* and
+    the verdicts are read only on complete curves."""
+    from .models import model_label
+    grid: dict[tuple, set] = {}
+    for c in configs:
+        grid.setdefault((model_label(c.model), c.model.dim, c.seed), set()).add(c.data.n)
+    if frame.empty:
+        return frame
+    have = frame.groupby(["model", "model.dim", "seed"]).n.agg(set)
+    keep = {k for k, ns in have.items() if k in grid and grid[k] <= ns}
+    index = pd.MultiIndex.from_frame(frame[["model", "model.dim", "seed"]])
+    return frame[index.isin(keep)]
+
+
 def stable_n_star(points: pd.DataFrame, below: float = N_STAR_BELOW, stays: float = N_STAR_STAYS) -> float:
     """n* of one curve: ``points`` has columns ``n``, ``test_error``, ``fits`` (one row per n).
     Points whose runs did not fit are left out; NaN if no n qualifies."""

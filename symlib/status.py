@@ -48,8 +48,8 @@ CLAIMS: dict[str, tuple[str, str]] = {
     # next-token experiments (brief §5)
     "copy_inverse_scaling": ("next_token", "Copy task: the n needed for < 10% test error grows roughly linearly with the embedding dimension d (64…4096); with the VO identity a handful of samples suffices at every d."),
     "variable_binding": ("next_token", "Variable binding: the plain transformer plateaus near error 0.5 and is still wrong on a sizeable fraction at n = 2^18; with both identities the error reaches ≈ 0 by n ≈ 16k."),
-    "gpt2_wikitext": ("gpt2", "GPT-2 trained from scratch on WikiText-2 with the modifications: perplexity slightly better, never worse."),
-    "gpt2_pretrained": ("gpt2", "A pretrained GPT-2 fine-tuned on template tasks is far more sample-efficient than one trained from scratch; its heads show identity-like diagonals in W_K W_Qᵀ and W_V W_Oᵀ."),
+    "gpt2_wikitext": ("language_model", "GPT-2 trained from scratch on WikiText-2 with the modifications: perplexity slightly better, never worse."),
+    "gpt2_pretrained": ("pretrained", "A pretrained GPT-2 fine-tuned on template tasks is far more sample-efficient than one trained from scratch; its heads show identity-like diagonals in W_K W_Qᵀ and W_V W_Oᵀ."),
 }
 
 
@@ -76,7 +76,7 @@ SHORT: dict[str, tuple[str, str, str | None]] = {
     "mimetic": ("Mimetic initialisation", "gain ≈ the KQ identity's", "regression.html#figure-7-mimetic-initialisation"),
     "copy_inverse_scaling": ("Copying: inverse scaling with d", "n needed ∝ d; VO: few", "next_token.html#the-copy-task-across-the-embedding-dimension"),
     "variable_binding": ("Variable binding", "plain ≈ 0.5; identities ≈ 0 by 16k", "next_token.html#variable-binding"),
-    "gpt2_wikitext": ("GPT-2 on WikiText-2", "perplexity no worse", None),
+    "gpt2_wikitext": ("GPT-2 on WikiText-2", "perplexity no worse", "language_model.html#the-main-runs-and-the-verdict"),
     "gpt2_pretrained": ("Pretrained GPT-2 on template tasks", "far more sample-efficient", None),
 }
 

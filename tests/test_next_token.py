@@ -229,3 +229,16 @@ def test_readout_scale_multiplies_the_logits_and_keeps_old_hashes():
     assert S.store.model_label(replace(TINY, readout_scale=1 / 32).to_dict()) == "transformer (logits ×0.0312)"
     with pytest.raises(ValueError, match="readout_scale must be a finite positive number"):
         replace(TINY, readout_scale=0.0)
+
+
+def test_complete_curves_keep_only_curves_with_every_n_of_their_grid():
+    from symlib import experiments as E
+    configs = [c for c in E.copy("paper") if c.model.dim == 64 and not c.model.vo_identity and c.seed in (0, 1)]
+    grid_n = sorted({c.data.n for c in configs})
+    rows = [{"model": "transformer", "model.dim": 64, "seed": 0, "n": n} for n in grid_n]            # complete
+    rows += [{"model": "transformer", "model.dim": 64, "seed": 1, "n": n} for n in grid_n[2:]]       # small n missing
+    rows += [{"model": "transformer", "model.dim": 32, "seed": 0, "n": 4}]                           # not in these configs
+    frame = pd.DataFrame(rows)
+    kept = NT.complete_curves(frame, configs)
+    assert set(zip(kept["model.dim"], kept.seed)) == {(64, 0)} and len(kept) == len(grid_n)
+    assert NT.complete_curves(frame.iloc[0:0], configs).empty
