@@ -43,8 +43,7 @@ import torch.nn.functional as F
 from .checks import positive_int
 from .gpt import GPT, GPTConfig, build_gpt, config_from_dict
 from .runs import RunResult, provenance
-from .store import RunStore, atomic_write_text
-from .tokenizer import atomic_write_bytes
+from .store import RunStore, atomic_write_bytes, atomic_write_text
 
 PRECISIONS = ("32", "bf16")
 

@@ -14,7 +14,6 @@ fits), keyed on the tokenizer's and the split's fingerprints.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from .corpus import Corpus, corpus_root
+from .store import atomic_write_bytes
 
 EOT = "<|endoftext|>"
 VOCAB_SIZE = 8192
@@ -141,19 +141,3 @@ def corpus_tokens(corpus: Corpus, split: str, tok: BPETokenizer, root: str | Pat
             f.seek(0)
             atomic_write_bytes(path, f.read())
     return ids
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a synced temporary file and a rename (all or nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
