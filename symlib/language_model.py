@@ -168,6 +168,51 @@ def stored(name: str, store=None) -> tuple[pd.DataFrame, int]:
     return frame[frame.key.isin(keys)].reset_index(drop=True), len(grid)
 
 
+def curve_frame(frame: pd.DataFrame, store=None) -> pd.DataFrame:
+    """The evaluation curves of the runs of ``frame`` (rows of :func:`symlib.lm.lm_frame`): one row
+    per (run, evaluation) with ``variant``, ``precision``, ``seed``, ``step``, ``tokens``, the
+    losses, and the ``a_h`` / ``b_h`` lists of the identity variants."""
+    from .lm import get_lm_run
+    from .store import RunStore
+    store = store or RunStore()
+    rows = [{"key": r.key, "variant": r.variant, "precision": r.precision, "seed": r.seed,
+             **{k: v for k, v in point.items() if k != "wall_s"}}
+            for r in frame.itertuples() for point in get_lm_run(store, r.key).curve]
+    return pd.DataFrame(rows)
+
+
+def paired_curves(curves: pd.DataFrame, metric: str = "val_loss", baseline: str = BASELINE) -> pd.DataFrame:
+    """Per (variant, seed, step): ``metric`` of the variant minus the baseline's of the same seed at
+    the same step — the paired difference along training (``curves`` from :func:`curve_frame`,
+    one precision).  Steps the baseline lacks are left out."""
+    if curves.duplicated(["variant", "seed", "step"]).any():
+        raise ValueError("two evaluations of one (variant, seed, step): pass one precision at a time")
+    base = curves[curves.variant == baseline].set_index(["seed", "step"])[metric]
+    other = curves[curves.variant != baseline]
+    idx = pd.MultiIndex.from_frame(other[["seed", "step"]])
+    keep = idx.isin(base.index)
+    other = other[keep]
+    out = other.assign(delta=other[metric].to_numpy() - base.loc[idx[keep]].to_numpy())
+    return out[["variant", "seed", "step", "tokens", "delta"]].reset_index(drop=True)
+
+
+def coefficient_frame(curves: pd.DataFrame) -> pd.DataFrame:
+    """The ``a_h`` and ``b_h`` trajectories of ``curves`` (from :func:`curve_frame`) in long form:
+    one row per (run, evaluation, coefficient, layer, head), for the variants that have the term
+    (``a_h``: kq, kq_vo; ``b_h``: vo, kq_vo)."""
+    rows = []
+    for r in curves.itertuples():
+        for name, on in (("a_h", ("kq", "kq_vo")), ("b_h", ("vo", "kq_vo"))):
+            if r.variant not in on:
+                continue
+            for layer, heads in enumerate(getattr(r, name)):
+                for head, value in enumerate(heads):
+                    rows.append({"variant": r.variant, "seed": r.seed, "tokens": r.tokens, "coefficient": name,
+                                 "layer": layer, "head": head, "unit": f"{r.variant}-{r.seed}-{layer}-{head}",
+                                 "value": value})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     """``python -m symlib.language_model EXPERIMENT [--part I/K]``: train the runs of
     :func:`run_grid` (part I of K: every K-th run, for one process per core), skipping stored
@@ -189,7 +234,7 @@ def main(argv=None) -> None:
     data, store = lm_data(), RunStore()
     for n, (model, train, seed) in enumerate(grid, 1):
         print(f"[{n}/{len(grid)}] {model.variant} seed {seed} {train.precision} {train.steps} steps", flush=True)
-        fit_lm(model, train, data, seed, store=store, threads=1)
+        fit_lm(model, train, data, seed, store=store, threads=1, progress=True)
 
 
 if __name__ == "__main__":

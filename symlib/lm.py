@@ -32,6 +32,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,14 +265,15 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 def fit_lm(model_cfg: GPTConfig, train: LMTrainConfig, data: LMData, seed: int = 0, *,
            store: RunStore | None = None, threads: int | None = 1, checkpoint_every_s: float = 300.0,
            time_limit_s: float | None = None, stop_at_step: int | None = None,
-           return_model: bool = False):
+           return_model: bool = False, progress: bool = False):
     """Train one LM run, or return its stored record.
 
     ``store``: where the record, checkpoints and final weights go (``None``: nothing is written
     and nothing resumed).  A checkpoint of the same config is resumed.  ``time_limit_s`` /
     ``stop_at_step``: stop early with a checkpoint written, and return ``None`` (call again to
     continue) — how a long run is cut into sessions.  ``threads``: torch intra-op threads
-    (recorded in the provenance, not in the key).  Returns the :class:`RunResult` (and the model
+    (recorded in the provenance, not in the key).  ``progress``: a bar over steps on stderr (for
+    the command line; never in notebook outputs).  Returns the :class:`RunResult` (and the model
     when ``return_model``)."""
     if not isinstance(model_cfg, GPTConfig) or not isinstance(train, LMTrainConfig) or not isinstance(data, LMData):
         raise ValueError("fit_lm takes a GPTConfig, an LMTrainConfig and an LMData")
@@ -291,13 +293,13 @@ def fit_lm(model_cfg: GPTConfig, train: LMTrainConfig, data: LMData, seed: int =
         torch.set_num_threads(threads)
     try:
         return _fit(cfg, data, store, checkpoint_every_s, time_limit_s, stop_at_step, return_model,
-                    threads if threads is not None else old_threads)
+                    threads if threads is not None else old_threads, progress)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _fit(cfg: LMRunConfig, data: LMData, store, checkpoint_every_s, time_limit_s, stop_at_step,
-         return_model, threads):
+         return_model, threads, progress=False):
     t, m = cfg.train, cfg.model
     start = time.perf_counter()
     model = build_gpt(m, cfg.seed)
@@ -323,6 +325,7 @@ def _fit(cfg: LMRunConfig, data: LMData, store, checkpoint_every_s, time_limit_s
 
     model.train()
     last_ckpt = time.perf_counter()
+    bar = _step_bar(t.steps, step, cfg.model.variant, cfg.seed) if progress else None
     while step < t.steps:
         x, y = sample_blocks(data.train, t.batch_size, m.context, gen)            # (B, T) each
         loss = train_step(model, opt, x, y, t.grad_clip, t.precision == "bf16")
@@ -334,6 +337,10 @@ def _fit(cfg: LMRunConfig, data: LMData, store, checkpoint_every_s, time_limit_s
                    **model.identity_coefficients(), "wall_s": round(elapsed + time.perf_counter() - start, 2)}
             curve.append(row)
             loss_sum, loss_n = 0.0, 0
+            if bar is not None:
+                bar.set_postfix(val_loss=f"{row['val_loss']:.3f}", refresh=False)
+        if bar is not None:
+            bar.update()
         if ckpt is None or step == t.steps:
             continue
         now = time.perf_counter()
@@ -343,7 +350,11 @@ def _fit(cfg: LMRunConfig, data: LMData, store, checkpoint_every_s, time_limit_s
             checkpoint()
             last_ckpt = time.perf_counter()
         if stop:
+            if bar is not None:
+                bar.close()
             return None
+    if bar is not None:
+        bar.close()
     metrics = summarize_lm(curve, evaluate(model, eval_blocks(data.val, m.context), "val"),
                            evaluate(model, eval_blocks(data.test, m.context), "test"), model)
     wall = elapsed + time.perf_counter() - start
@@ -353,6 +364,12 @@ def _fit(cfg: LMRunConfig, data: LMData, store, checkpoint_every_s, time_limit_s
         atomic_write_text(record_path(store, cfg.key), json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
         ckpt.unlink(missing_ok=True)
     return (result, model) if return_model else result
+
+
+def _step_bar(total: int, done: int, variant: str, seed: int):
+    from tqdm.std import tqdm
+    return tqdm(total=total, initial=done, desc=f"{variant} seed {seed}", unit="step", file=sys.stderr,
+                dynamic_ncols=True, mininterval=5.0)
 
 
 def summarize_lm(curve: list[dict], val: dict, test: dict, model: GPT) -> dict:

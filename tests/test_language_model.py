@@ -76,3 +76,36 @@ def test_run_grids_pair_variants_on_the_same_seeds_and_data_order():
     assert len({t.steps for _, t, _ in pilot}) == 1        # every pilot run sees the same number of tokens
     with pytest.raises(ValueError, match="unknown language-model experiment 'nope'"):
         LM.run_grid("nope")
+
+
+def _curves():
+    rows = []
+    for variant in ("baseline", "kq_vo", "vo"):
+        for seed in (0, 1):
+            for step in (100, 200):
+                row = {"variant": variant, "precision": "bf16", "seed": seed, "step": step, "tokens": step * 10,
+                       "val_loss": 5.0 - step / 1000 + (0.01 * seed) - {"baseline": 0, "kq_vo": 0.003, "vo": -0.002}[variant]}
+                if variant == "kq_vo":
+                    row["a_h"] = [[0.1 * seed, 0.2]]
+                if variant != "baseline":
+                    row["b_h"] = [[-0.1, step / 1000]]
+                rows.append(row)
+    return pd.DataFrame(rows[:-1])  # vo seed 1 lacks its step 200
+
+
+def test_paired_curves_subtract_the_same_seed_and_step():
+    d = LM.paired_curves(_curves())
+    assert len(d) == 4 + 3  # kq_vo: 2 seeds × 2 steps; vo: seed 1 lacks step 200
+    assert d[d.variant == "kq_vo"].delta.round(6).tolist() == [-0.003] * 4
+    assert d[d.variant == "vo"].delta.round(6).tolist() == [0.002] * 3
+    with pytest.raises(ValueError, match="one precision"):
+        LM.paired_curves(pd.concat([_curves(), _curves()]))
+
+
+def test_coefficient_frame_takes_each_term_from_the_variants_that_have_it():
+    c = LM.coefficient_frame(_curves())
+    assert set(c[c.coefficient == "a_h"].variant) == {"kq_vo"}
+    assert set(c[c.coefficient == "b_h"].variant) == {"kq_vo", "vo"}
+    assert len(c) == 4 * 2 + 4 * 2 + 3 * 2  # a_h: kq_vo 4 evals × 2 heads; b_h: kq_vo 4 + vo 3 evals × 2 heads
+    row = c[(c.coefficient == "b_h") & (c.variant == "vo") & (c.seed == 0) & (c.tokens == 2000) & (c["head"] == 1)]
+    assert row.value.tolist() == [0.2] and row.layer.tolist() == [0]

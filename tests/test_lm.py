@@ -264,3 +264,14 @@ def test_head_table_covers_every_head():
     qk = [r["z"] for r in rows if r["matrix"] == "qk"]
     ov = [r["z"] for r in rows if r["matrix"] == "ov"]
     assert min(qk) > 6 and max(abs(z) for z in ov) < 4
+
+
+def test_progress_bar_goes_to_stderr_and_changes_nothing(capsys):
+    cfg, data = TINY.with_variant("kq_vo"), tiny_data()
+    train = LMTrainConfig(steps=6, batch_size=4, eval_every=3, eval_blocks=4)
+    quiet = fit_lm(cfg, train, data, seed=2)
+    assert capsys.readouterr().err == ""
+    shown = fit_lm(cfg, train, data, seed=2, progress=True)
+    out = capsys.readouterr()
+    assert "kq_vo seed 2" in out.err and "6/6" in out.err and out.out == ""
+    assert shown.metrics == quiet.metrics
