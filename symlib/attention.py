@@ -129,14 +129,26 @@ class Attention(nn.Module):
         return m
 
     @torch.no_grad()
-    def mimetic_init_(self, alpha: float, beta: float, generator: torch.Generator | None = None) -> None:
-        """Mimetic initialisation (Trockman & Kolter 2023): per head, ``W_Qᵀ W_K ≈ alpha·Z + beta·I``
-        with ``Z ~ N(0, 1/dim)``, by a rank-``dim_head`` SVD factorisation."""
+    def mimetic_init_(self, alpha: float, beta: float, generator: torch.Generator | None = None,
+                      form: str = "fresh") -> None:
+        """Mimetic initialisation (Trockman & Kolter 2023): per head, ``W_Qᵀ W_K ≈ M`` (``dim × dim``,
+        the bilinear form of the logits before ``logit_scale/√dim_head``) by a rank-``dim_head`` SVD
+        factorisation, with
+
+        * ``form="fresh"`` (ours):   ``M = alpha·Z + beta·I``, ``Z ~ N(0, 1/dim)`` drawn from ``generator``;
+        * ``form="authors"``:        ``M = √alpha·W_Q W_Kᵀ + √beta·I`` from the head's current
+          (default-initialised) weights — the construction of the authors' code (:mod:`symlib.fidelity`).
+        """
+        if form not in ("fresh", "authors"):
+            raise ValueError(f"unknown mimetic form {form!r}; allowed: fresh, authors")
         dim = self.w_q.in_features
         r = min(self.dim_head, dim)
         for h in range(self.heads):
-            z = torch.randn(dim, dim, generator=generator) / math.sqrt(dim)
-            u, s, vh = torch.linalg.svd(alpha * z + beta * torch.eye(dim))
+            if form == "fresh":
+                m = alpha * (torch.randn(dim, dim, generator=generator) / math.sqrt(dim)) + beta * torch.eye(dim)
+            else:
+                m = math.sqrt(alpha) * (self.W_Q(h) @ self.W_K(h).T) + math.sqrt(beta) * torch.eye(dim)
+            u, s, vh = torch.linalg.svd(m)                               # m = u diag(s) vh, (dim, dim)
             rows = slice(h * self.dim_head, h * self.dim_head + r)
             self.w_q.weight[rows] = (u[:, :r] * s[:r].sqrt()).T
             self.w_k.weight[rows] = s[:r].sqrt()[:, None] * vh[:r]

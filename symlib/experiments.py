@@ -306,6 +306,55 @@ def fig1_width(profile: str) -> list[RunConfig]:
                    + _grid(profile, "same_different", [TRANSFORMER], [2 ** 14], SEEDS_PAPER, PAPER))
 
 
+# ----------------------------------------------------------------------------- fidelity (issue 23)
+# Checks 2 and 3 of *Why our curves differ from the paper's* (chapter *Regression experiments*);
+# their verdict rules, the facts from the authors' code and the cost estimates are in
+# symlib.fidelity, written before any of these runs.
+
+IDENTITY_FAMILIES = ("KQ", "VO", "both")   # which identity terms a model has; the multiplier scales them all
+MULTIPLIERS = [1.0, 10.0, 30.0, 100.0]     # identity_scale (floats: 10 and 10.0 hash differently)
+N_MULTIPLIERS = N_PAPER[:8]                # 4 … 512
+N_MULTIPLIERS_VO = N_PAPER[:10]            # 4 … 2048: the paper's n*(+VO) is 1024, the rule looks up to 2×
+
+
+def identity_model(family: str, multiplier: float = 1.0) -> ModelConfig:
+    """The sweep transformer with the identity terms of ``family`` (:data:`IDENTITY_FAMILIES`), each
+    ×``multiplier``; ×1 is the figures' model (``MODELS``), ×10 of KQ is ``kq_scale``'s."""
+    if family not in IDENTITY_FAMILIES:
+        raise ValueError(f"unknown identity family {family!r}; allowed: {', '.join(IDENTITY_FAMILIES)}")
+    return replace(TRANSFORMER, kq_identity=family in ("KQ", "both"), vo_identity=family in ("VO", "both"),
+                   identity_scale=float(multiplier))
+
+
+def fidelity_multipliers(profile: str) -> list[RunConfig]:
+    """Check 2, how fast the identity terms can grow: KQ, VO and both, each ×1, ×10, ×30, ×100
+    (``MULTIPLIERS``), on ABA vs ABB and same/different, seeds 0–2, n = 4 … 512 (VO: … 2048).
+    The ×1 rows of figures 1–2 and the KQ ×10 rows of ``kq_scale`` are the same configs (stored,
+    not recomputed): 450 new runs of 624, about 1.3 CPU-hours (4.3 if none stops early;
+    :data:`symlib.fidelity.COST`)."""
+    return _unique(c for t in ("aba_abb", "same_different") for fam in IDENTITY_FAMILIES
+                   for c in _grid(profile, t, [identity_model(fam, m) for m in MULTIPLIERS],
+                                  N_MULTIPLIERS_VO if fam == "VO" else N_MULTIPLIERS, SEEDS_PAPER, PAPER))
+
+
+AUTHORS_WIDTH = 128  # the authors' RNN and LSTM have one width (embedding = hidden): our hidden width [ours]
+# Components as the authors' code builds them (symlib.fidelity), by label; ours are MODELS["RNN"],
+# MODELS["LSTM"] and figure 7's replace(TRANSFORMER, mimetic=MIMETIC).
+AUTHORS_MODELS = {model_label(m): m for m in (
+    ModelConfig(kind="rnn", dim=AUTHORS_WIDTH, hidden=AUTHORS_WIDTH, rnn_cell="relu_elman"),
+    ModelConfig(kind="lstm", dim=AUTHORS_WIDTH, hidden=AUTHORS_WIDTH, lstm_init_state="normal"),
+    replace(TRANSFORMER, mimetic=MIMETIC, mimetic_form="authors"),
+)}
+
+
+def fidelity_components(profile: str) -> list[RunConfig]:
+    """Check 3, components as the authors' code builds them: figure 2's RNN and LSTM rows and figure
+    7's mimetic row (all ABA vs ABB) re-run with ``AUTHORS_MODELS``, on the stored rows' n grid
+    (4 … 8192) and seeds (0–2): 108 runs, about 1.9 CPU-hours (2.5 if no run below 4096 stops
+    early; :data:`symlib.fidelity.COST`)."""
+    return _grid(profile, "aba_abb", list(AUTHORS_MODELS.values()), N_PAPER, SEEDS_PAPER, PAPER)
+
+
 # ----------------------------------------------------------------------------- next-token (copy)
 # Chapter: *Next-token experiments*.  The copy model is the calibration's (the authors' next-token
 # model at their defaults): depth 2, 4 heads × 64, MLP 256, tied N(0, 1) embedding, final LN
@@ -434,6 +483,8 @@ EXPERIMENTS = {
     "copy_control": copy_control,
     "binding": binding,
     "copy_vo_scale": copy_vo_scale,
+    "fidelity_multipliers": fidelity_multipliers,
+    "fidelity_components": fidelity_components,
 }
 
 

@@ -9,6 +9,12 @@
                     concatenated to its input.
 * ``rnn``, ``lstm`` Elman RNN / LSTM over token embeddings, read out at the last step.
 
+Three options build a component the way the authors' code does (``eboix/relational-reasoning``,
+``experiments/models.py``; the facts are in :mod:`symlib.fidelity`), each off by default so that
+every stored run keeps its key: ``rnn_cell="relu_elman"``, ``lstm_init_state="normal"`` and
+``mimetic_form="authors"``.  Chapter *Regression experiments*, section *Why our curves differ
+from the paper's*.
+
 All models map token ids ``(B, k)`` to ``(B,)`` for regression, ``(B, classes)`` for
 classification, ``(B, vocab)`` for next-token prediction.  Chapters: every experiment chapter;
 *MLPs cannot reason with unseen symbols* for the MLP's first layer.
@@ -26,6 +32,9 @@ from .attention import Attention
 from .checks import positive_int
 
 MODEL_KINDS = ("transformer", "mlp", "mlp_xxt", "rnn", "lstm")
+RNN_CELLS = ("tanh", "relu_elman")      # nn.RNN with tanh (ours) | the authors' ReLU Elman cell
+LSTM_INIT_STATES = ("zeros", "normal")  # (h0, c0) = 0 (ours) | N(0, 1), drawn at every forward (authors')
+MIMETIC_FORMS = ("fresh", "authors")    # alpha·Z + beta·I, fresh Z (ours) | √alpha·W_Q W_Kᵀ + √beta·I (authors')
 DEFAULT_DEPTH = {"transformer": 2, "mlp": 3, "mlp_xxt": 3, "rnn": 1, "lstm": 1}
 
 
@@ -59,9 +68,12 @@ class ModelConfig:
     mimetic: tuple[float, float] | None = None  # (alpha, beta): W_Qᵀ W_K ≈ alpha Z + beta I
     train_last_layer_only: bool = False  # random-features regime: only the readout trains
     readout_scale: float = 1.0   # next-token: logits = readout_scale · LN(h_k) Eᵀ (a control; the paper's is 1)
+    rnn_cell: str = "tanh"       # RNN_CELLS; "relu_elman" needs hidden == dim and depth 1
+    lstm_init_state: str = "zeros"  # LSTM_INIT_STATES
+    mimetic_form: str = "fresh"  # MIMETIC_FORMS, with mimetic set
 
     # Fields added after runs were stored: left out of to_dict (and the hash) at their default.
-    ADDED_FIELDS = {"readout_scale": 1.0}
+    ADDED_FIELDS = {"readout_scale": 1.0, "rnn_cell": "tanh", "lstm_init_state": "zeros", "mimetic_form": "fresh"}
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -88,6 +100,19 @@ class ModelConfig:
             object.__setattr__(self, "mimetic", tuple(float(v) for v in self.mimetic))
         if self.kind != "transformer" and (self.kq_identity or self.vo_identity or self.mimetic):
             raise ValueError(f"kq_identity, vo_identity and mimetic apply to the transformer only, not {self.kind!r}")
+        for name, allowed, kind in (("rnn_cell", RNN_CELLS, "rnn"), ("lstm_init_state", LSTM_INIT_STATES, "lstm"),
+                                    ("mimetic_form", MIMETIC_FORMS, "transformer")):
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ValueError(f"unknown model {name} {v!r}; allowed: {', '.join(allowed)}")
+            if v != allowed[0] and self.kind != kind:
+                raise ValueError(f"model {name}={v!r} applies to kind {kind!r} only, not {self.kind!r}")
+        if self.mimetic_form != "fresh" and (self.mimetic is None or min(self.mimetic) < 0):
+            raise ValueError(f"mimetic_form={self.mimetic_form!r} needs mimetic=(alpha, beta) with alpha, beta >= 0 "
+                             f"(it uses √alpha and √beta); got mimetic={self.mimetic!r}")
+        if self.rnn_cell == "relu_elman" and (self.hidden != self.dim or self.depth != 1):
+            raise ValueError(f"the authors' ReLU Elman cell has one layer whose hidden width is the embedding width: "
+                             f"set hidden = dim and depth = 1 (got dim {self.dim}, hidden {self.hidden}, depth {self.depth})")
 
     def to_dict(self) -> dict:
         d = without_added_defaults(asdict(self), self.ADDED_FIELDS)
@@ -118,7 +143,11 @@ def model_label(model: ModelConfig | dict) -> str:
     if extras and model.get("identity_scale", 1.0) != 1.0:
         base += f" (identity ×{model['identity_scale']:g})"
     if model.get("mimetic"):
-        base += " (mimetic)"
+        base += " (mimetic, authors' form)" if model.get("mimetic_form", "fresh") == "authors" else " (mimetic)"
+    if model.get("rnn_cell", "tanh") == "relu_elman":
+        base += " (ReLU Elman)"
+    if model.get("lstm_init_state", "zeros") == "normal":
+        base += " (random initial state)"
     if model.get("readout_scale", 1.0) != 1.0:
         base += f" (logits ×{model['readout_scale']:.3g})"
     return base
@@ -264,20 +293,51 @@ class MLP(nn.Module):
         return self.rest[-1] if len(self.rest) else self.first
 
 
+class ReluElman(nn.Module):
+    """The authors' Elman cell (``rnn_cell="relu_elman"``): ``h_t = ReLU(W [e_t; h_{t-1}] + b)``, one
+    ``Linear(2·dim -> dim)`` on the concatenation (so one bias, and PyTorch's default init with
+    fan-in 2·dim), ``h_0 = 0``, hidden width = embedding width.  Same call as ``nn.RNN``:
+    ``(B, k, dim) -> ((B, k, dim) states, (B, dim) last state)``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.i2h = nn.Linear(2 * dim, dim)
+
+    def forward(self, e: torch.Tensor):
+        h = e.new_zeros(e.shape[0], self.i2h.out_features)             # (B, dim)
+        states = []
+        for t in range(e.shape[1]):
+            h = F.relu(self.i2h(torch.cat([e[:, t], h], dim=-1)))      # (B, dim)
+            states.append(h)
+        return torch.stack(states, dim=1), h
+
+
 class RNN(nn.Module):
-    """Elman RNN (tanh) or LSTM over N(0,1) token embeddings, read out at the last step."""
+    """Elman RNN (tanh, or the authors' ReLU cell) or LSTM over N(0,1) token embeddings, read out at
+    the last step.  ``lstm_init_state="normal"``: the LSTM starts from ``(h_0, c_0)`` drawn from
+    N(0, 1) at every forward pass (training and evaluation, from torch's global generator), as the
+    authors' code does; the default starts from zeros."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, out_dim: int, lstm: bool):
         super().__init__()
         self.tok_emb = nn.Embedding(vocab_size, cfg.dim)
-        cell = nn.LSTM if lstm else nn.RNN
-        self.rnn = cell(cfg.dim, cfg.hidden, num_layers=cfg.depth, batch_first=True)
+        if not lstm and cfg.rnn_cell == "relu_elman":
+            self.rnn = ReluElman(cfg.dim)
+        else:
+            cell = nn.LSTM if lstm else nn.RNN
+            self.rnn = cell(cfg.dim, cfg.hidden, num_layers=cfg.depth, batch_first=True)
+        self.random_state = lstm and cfg.lstm_init_state == "normal"
         self.head = nn.Linear(cfg.hidden, out_dim)
         self.out_dim = out_dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the readout: ``(B, k)`` ids -> ``(B, hidden)``, the last state."""
-        h, _ = self.rnn(self.tok_emb(x))
+        e = self.tok_emb(x)                                              # (B, k, dim)
+        if self.random_state:
+            shape = (self.rnn.num_layers, x.shape[0], self.rnn.hidden_size)  # (depth, B, hidden)
+            h, _ = self.rnn(e, (torch.randn(shape, device=x.device), torch.randn(shape, device=x.device)))
+        else:
+            h, _ = self.rnn(e)
         return h[:, -1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -315,7 +375,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, length: int, label_kind: str,
         if cfg.mimetic is not None:
             g = torch.Generator().manual_seed(0 if seed is None else seed)
             for block in model.blocks:
-                block.attn.mimetic_init_(*cfg.mimetic, generator=g)
+                block.attn.mimetic_init_(*cfg.mimetic, generator=g, form=cfg.mimetic_form)
         if cfg.init_scale != 1.0:
             for name, p in model.named_parameters():
                 if not _is_norm_or_identity(name):
@@ -351,7 +411,8 @@ def cached_readout(model: nn.Module, x: dict[str, torch.Tensor], chunk: int = 40
     transformer (whose readout is its embedding) and a depth-1 MLP do not qualify.  Used by
     :func:`symlib.training.fit` for the random-features runs of *The transformer kernel*.
     """
-    if not hasattr(model, "features") or (isinstance(model, MLP) and not len(model.rest)):
+    if not hasattr(model, "features") or (isinstance(model, MLP) and not len(model.rest)) \
+            or getattr(model, "random_state", False):  # features drawn afresh at every forward
         return None
     head = model.readout()
     trainable = {id(p) for p in model.parameters() if p.requires_grad}

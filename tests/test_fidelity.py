@@ -1,0 +1,372 @@
+"""Issue 23, checks 2 and 3: the authors' constructions as model options (defaults unchanged), the
+grids, and every branch of the verdict rules on synthetic frames."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from symlib import ModelConfig, build_model
+from symlib.experiments import (AUTHORS_MODELS, IDENTITY_FAMILIES, MIMETIC, MODELS, MULTIPLIERS, N_MULTIPLIERS,
+                                N_MULTIPLIERS_VO, N_PAPER, SEEDS_PAPER, TRANSFORMER, experiment, identity_model)
+from symlib.fidelity import (COMPONENTS, GAP_FLOOR, PAPER_IDENTITY, component_table, components_verdict,
+                             estimate_cpu_hours, log_gap, multiplier_table, multipliers_verdict)
+from symlib.models import ReluElman, model_label
+from symlib.paper import curve
+from symlib.runs import RunResult
+from symlib.store import REPO_DATA, RunStore
+from symlib.training import fit
+
+X = torch.tensor([[3, 5, 3], [7, 7, 2], [1, 9, 4], [0, 11, 0]])
+Y = torch.tensor([1.0, -1.0, 1.0, 1.0])
+
+
+def outputs_and_one_step(cfg: ModelConfig):
+    """The model's outputs on X, one Adam step on the squared loss, and its outputs again (one thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        m = build_model(cfg, 12, 3, "regression", seed=0)
+        before = m(X)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        ((before - Y) ** 2).mean().backward()
+        opt.step()
+        return before.detach(), m(X).detach(), m
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- defaults unchanged
+
+# Outputs for seed 0 computed with the code before the options were added (commit 7255dfb).
+BEFORE = {
+    "rnn": (ModelConfig(kind="rnn", dim=16, hidden=24),
+            [0.265431, -0.349441, 0.352438, -0.079532], [0.318565, -0.370756, 0.384706, -0.031715]),
+    "lstm": (ModelConfig(kind="lstm", dim=16, hidden=24),
+             [-0.09589, -0.006536, -0.007648, -0.007463], [-0.079555, -0.010641, 0.004266, 0.000211]),
+    "mimetic": (ModelConfig(dim=16, heads=2, dim_head=8, mlp_dim=16, mimetic=(0.7, 0.7)),
+                [-0.829241, -0.778644, -0.833175, -0.818803], [-0.763443, -0.719239, -0.770664, -0.75691]),
+    "kq_vo": (ModelConfig(dim=16, heads=2, dim_head=8, mlp_dim=16, kq_identity=True, vo_identity=True,
+                          identity_scale=10.0),
+              [-0.811193, -0.730858, -0.839251, -0.782563], [-0.739865, -0.676413, -0.77028, -0.728941]),
+}
+
+
+@pytest.mark.parametrize("name", BEFORE)
+def test_defaults_compute_what_they_computed_before(name):
+    cfg, before, after = BEFORE[name]
+    out, out2, _ = outputs_and_one_step(cfg)
+    assert out.tolist() == pytest.approx(before, abs=2e-6)
+    assert out2.tolist() == pytest.approx(after, abs=2e-6)
+
+
+def test_new_options_at_their_default_leave_the_config_dict_and_key_alone():
+    for cfg in [*MODELS.values(), replace_mimetic(TRANSFORMER)]:
+        d = cfg.to_dict()
+        assert not {"rnn_cell", "lstm_init_state", "mimetic_form"} & set(d)
+        assert ModelConfig.from_dict(d) == cfg
+    d = AUTHORS_MODELS["RNN (ReLU Elman)"].to_dict()
+    assert d["rnn_cell"] == "relu_elman" and ModelConfig.from_dict(d) == AUTHORS_MODELS["RNN (ReLU Elman)"]
+
+
+def replace_mimetic(m):
+    from dataclasses import replace
+    return replace(m, mimetic=MIMETIC)
+
+
+def test_every_committed_record_still_hashes_to_its_key():
+    """Reading a record checks that its config hashes to its key (RunStore._read)."""
+    store = RunStore(REPO_DATA)
+    if not store.keys():
+        pytest.skip("no committed run records in data/runs/")
+    assert len(store.load()) == len(store.keys())
+
+
+# ----------------------------------------------------------------------------- the authors' constructions
+
+
+def test_relu_elman_is_one_relu_layer_on_embedding_and_state_of_one_width():
+    cfg = ModelConfig(kind="rnn", dim=16, hidden=16, rnn_cell="relu_elman")
+    m = build_model(cfg, 12, 3, "regression", seed=0)
+    assert isinstance(m.rnn, ReluElman) and m.rnn.i2h.weight.shape == (16, 32)
+    e = m.tok_emb(X)
+    h = torch.zeros(len(X), 16)
+    for t in range(X.shape[1]):
+        h = torch.relu(e[:, t] @ m.rnn.i2h.weight[:, :16].T + h @ m.rnn.i2h.weight[:, 16:].T + m.rnn.i2h.bias)
+    assert torch.allclose(m.features(X), h, atol=1e-6) and (h >= 0).all()
+    out, out2, _ = outputs_and_one_step(cfg)
+    assert torch.isfinite(out2).all() and not torch.equal(out, out2)
+    assert not torch.allclose(out, outputs_and_one_step(ModelConfig(kind="rnn", dim=16, hidden=16))[0])
+
+
+def test_lstm_normal_initial_state_is_drawn_at_every_forward():
+    cfg = ModelConfig(kind="lstm", dim=16, hidden=16, lstm_init_state="normal")
+    m = build_model(cfg, 12, 3, "regression", seed=0)
+    a, b = m(X), m(X)
+    assert not torch.allclose(a, b)                     # a fresh state each forward, in eval too
+    m.eval()
+    assert not torch.allclose(m(X), m(X))
+    zeros = build_model(ModelConfig(kind="lstm", dim=16, hidden=16), 12, 3, "regression", seed=0)
+    assert all(torch.equal(p, q) for p, q in zip(m.parameters(), zeros.parameters()))  # same weights
+    assert not torch.allclose(a, zeros(X))              # the state is not zero
+    out, out2, _ = outputs_and_one_step(cfg)
+    assert torch.isfinite(out2).all()
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.7, 0.7), (1.0, 0.0), (0.0, 1.0)])
+def test_authors_mimetic_form_uses_the_existing_init(alpha, beta):
+    dim = 16
+    plain = build_model(ModelConfig(dim=dim, heads=2, dim_head=dim, mlp_dim=16), 12, 3, "regression", seed=0)
+    authors = build_model(ModelConfig(dim=dim, heads=2, dim_head=dim, mlp_dim=16, mimetic=(alpha, beta),
+                                      mimetic_form="authors"), 12, 3, "regression", seed=0)
+    for p_att, a_att in zip((b.attn for b in plain.blocks), (b.attn for b in authors.blocks)):
+        for h in range(2):
+            z = p_att.W_Q(h) @ p_att.W_K(h).T                   # the default init's W_Q W_Kᵀ
+            want = math.sqrt(alpha) * z + math.sqrt(beta) * torch.eye(dim)
+            assert torch.allclose(a_att.W_Q(h) @ a_att.W_K(h).T, want, atol=1e-5)
+    fresh = build_model(ModelConfig(dim=dim, heads=2, dim_head=dim, mlp_dim=16, mimetic=(alpha, beta)),
+                        12, 3, "regression", seed=0)
+    if alpha:
+        assert not torch.allclose(fresh.blocks[0].attn.w_q.weight, authors.blocks[0].attn.w_q.weight)
+    out, out2, _ = outputs_and_one_step(ModelConfig(dim=dim, heads=2, dim_head=8, mlp_dim=16, mimetic=(alpha, beta),
+                                                    mimetic_form="authors"))
+    assert torch.isfinite(out2).all()
+
+
+def test_labels_tell_the_constructions_apart():
+    labels = {model_label(m) for m in AUTHORS_MODELS.values()}
+    assert labels == {authors for _, authors, _ in COMPONENTS.values()} == set(AUTHORS_MODELS)
+    ours = {model_label(m) for m in (MODELS["RNN"], MODELS["LSTM"], replace_mimetic(TRANSFORMER))}
+    assert ours == {o for o, _, _ in COMPONENTS.values()} and not ours & labels
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"kind": "rnn", "rnn_cell": "gru"}, "unknown model rnn_cell 'gru'; allowed: tanh, relu_elman"),
+    ({"kind": "lstm", "rnn_cell": "relu_elman"}, "rnn_cell='relu_elman' applies to kind 'rnn' only"),
+    ({"kind": "rnn", "dim": 16, "hidden": 32, "rnn_cell": "relu_elman"}, "set hidden = dim and depth = 1"),
+    ({"kind": "rnn", "dim": 16, "hidden": 16, "depth": 2, "rnn_cell": "relu_elman"}, "set hidden = dim"),
+    ({"kind": "lstm", "lstm_init_state": "uniform"}, "allowed: zeros, normal"),
+    ({"kind": "rnn", "lstm_init_state": "normal"}, "applies to kind 'lstm' only"),
+    ({"mimetic_form": "theirs", "mimetic": (0.7, 0.7)}, "allowed: fresh, authors"),
+    ({"mimetic_form": "authors"}, "needs mimetic=\\(alpha, beta\\)"),
+    ({"mimetic_form": "authors", "mimetic": (-0.1, 0.7)}, "alpha, beta >= 0"),
+])
+def test_bad_option_values_say_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**kwargs)
+
+
+def test_the_authors_models_train():
+    """One short smoke run of each authors' construction through the real training loop."""
+    for c in [c for c in experiment("fidelity_components", "smoke") if c.data.n == 4]:
+        r = fit(c)
+        assert math.isfinite(r.metrics["test_loss"]) and r.metrics["epochs_run"] == c.train.epochs
+
+
+# ----------------------------------------------------------------------------- the grids
+
+
+def test_multiplier_grid_shares_the_stored_x1_and_x10_rows():
+    grid = experiment("fidelity_multipliers")
+    keys = {c.key for c in grid}
+    fig12 = {c.key for name in ("fig1", "fig2") for c in experiment(name)}
+    kq10 = {c.key for c in experiment("kq_scale")}
+    cells = {}
+    for c in grid:
+        fam = {(True, False): "KQ", (False, True): "VO", (True, True): "both"}[(c.model.kq_identity, c.model.vo_identity)]
+        cells.setdefault((c.task["name"], fam, c.model.identity_scale), set()).add((c.data.n, c.seed))
+        if c.model.identity_scale == 1.0 and not (fam == "VO" and c.task["name"] == "same_different"):
+            assert c.key in fig12                   # figures 1–2 have every ×1 row but VO on same/different
+        if c.model.identity_scale == 10.0 and fam == "KQ":
+            assert c.key in kq10
+    assert set(cells) == {(t, f, m) for t in ("aba_abb", "same_different") for f in IDENTITY_FAMILIES for m in MULTIPLIERS}
+    for (t, f, m), points in cells.items():
+        n = N_MULTIPLIERS_VO if f == "VO" else N_MULTIPLIERS
+        assert points == {(k, s) for k in n for s in SEEDS_PAPER}, (t, f, m)
+    assert all(isinstance(m, float) for m in MULTIPLIERS) and len(keys) == len(grid)
+    assert identity_model("KQ") == MODELS["transformer + KQ"]
+    with pytest.raises(ValueError, match="allowed: KQ, VO, both"):
+        identity_model("QK")
+
+
+def test_component_grid_matches_the_stored_rows():
+    grid = experiment("fidelity_components")
+    ours = [c for c in experiment("fig2") if model_label(c.model) == "RNN"]
+    want = {(c.data.n, c.seed, c.train) for c in ours}
+    for label in AUTHORS_MODELS:
+        rows = [c for c in grid if model_label(c.model) == label]
+        assert {(c.data.n, c.seed, c.train) for c in rows} == want, label
+    assert {c.data.n for c in grid} == set(N_PAPER)
+
+
+def test_cost_estimate_prices_missing_runs_from_comparable_records(tmp_path):
+    store = RunStore(tmp_path)
+    configs = experiment("fidelity_components")
+    assert estimate_cpu_hours(configs, store)["unmatched"] == len(configs)
+    stored = [c for c in experiment("fig2") if model_label(c.model) == "RNN" and c.data.n == 16]
+    for c in stored:
+        store.put(RunResult(c.key, c.to_dict(), {"epochs_run": 100, "test_loss": 1.0}, [], 36.0, {"threads": 2}))
+    rnn16 = [c for c in configs if model_label(c.model) == "RNN (ReLU Elman)" and c.data.n == 16]
+    est = estimate_cpu_hours(rnn16 + stored, store)
+    assert est == {"runs": 6, "stored": 3, "to_run": 3, "cpu_hours": 0.06, "cpu_hours_full": 0.6, "unmatched": 0}
+
+
+# ----------------------------------------------------------------------------- check 2's rule
+
+TASKS = {"aba_abb": "ABA vs ABB", "same_different": "same/different"}
+FAMILY = {"KQ": (True, False), "VO": (False, True), "both": (True, True)}
+
+
+def identity_frame(n_star: dict, mults=(1.0, 10.0, 100.0), seeds=(0, 1)) -> pd.DataFrame:
+    """Synthetic runs: n_star[(family, task label, multiplier)] is where the curve drops below the
+    threshold (None: never); every (family, task) of the paper plus VO on same/different."""
+    rows = []
+    for task in TASKS.values():
+        for fam, (kq, vo) in FAMILY.items():
+            top = 2048 if fam == "VO" else 512
+            for m in mults:
+                star = n_star.get((fam, task, m))
+                for n in [2 ** i for i in range(2, 12) if 2 ** i <= top]:
+                    for s in seeds:
+                        rows.append({"task_label": task, "model.kq_identity": kq, "model.vo_identity": vo,
+                                     "model.identity_scale": m, "n": n, "seed": s,
+                                     "model": f"{fam} ×{m:g}",
+                                     "test_loss": 0.01 if star is not None and n >= star else 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_multiplier_table_reads_n_star_per_family_task_and_multiplier():
+    t = multiplier_table(identity_frame({("KQ", "ABA vs ABB", 10.0): 64, ("VO", "same/different", 100.0): 2048}))
+    assert t.loc[("ABA vs ABB", "KQ"), 10.0] == 64 and math.isnan(t.loc[("ABA vs ABB", "KQ"), 1.0])
+    assert t.loc[("same/different", "VO"), 100.0] == 2048
+    assert t.loc[("ABA vs ABB", "KQ"), "paper"] == 32 and t.loc[("ABA vs ABB", "VO"), "paper"] == 1024
+    assert math.isnan(t.loc[("same/different", "VO"), "paper"])  # the paper does not plot it
+
+
+def test_multipliers_close_every_gap_reproduced():
+    closes = {("KQ", "ABA vs ABB", 100.0): 64, ("KQ", "same/different", 100.0): 128,
+              ("VO", "ABA vs ABB", 10.0): 2048, ("both", "ABA vs ABB", 10.0): 128}
+    c = multipliers_verdict(identity_frame(closes))
+    assert c.verdict == "reproduced" and all(v for k, v in c.checks.items() if k.endswith("closes"))
+    assert "×100 64" in c.measured and "(paper 32)" in c.measured
+
+
+def test_multipliers_close_one_gap_partial():
+    c = multipliers_verdict(identity_frame({("KQ", "ABA vs ABB", 1.0): 512, ("KQ", "ABA vs ABB", 100.0): 32}))
+    assert c.verdict == "partial" and c.checks["KQ on ABA vs ABB: closes"]
+    assert not c.checks["KQ on same/different: closes"]
+
+
+def test_multiplier_moves_n_star_without_closing_partial():
+    """×1 at 512, ×100 at 128: four times fewer samples, still 2 grid steps above 2 × 32."""
+    c = multipliers_verdict(identity_frame({("KQ", "ABA vs ABB", 1.0): 512, ("KQ", "ABA vs ABB", 100.0): 128}))
+    assert c.verdict == "partial" and c.checks["KQ on ABA vs ABB: moves"]
+    assert not any(v for k, v in c.checks.items() if k.endswith("closes"))
+
+
+def test_x1_never_below_counts_as_twice_the_largest_n():
+    # VO ×1 never below up to 2048 (bound 4096); ×10 at 1024 is 4× below the bound: moves (and closes)
+    c = multipliers_verdict(identity_frame({("VO", "ABA vs ABB", 10.0): 1024}))
+    assert c.checks["VO on ABA vs ABB: moves"] and c.checks["VO on ABA vs ABB: closes"]
+    # KQ ×1 never below up to 512 (bound 1024): ×10 at 512 moves only 2×
+    c = multipliers_verdict(identity_frame({("KQ", "same/different", 10.0): 512}))
+    assert not c.checks["KQ on same/different: moves"] and c.verdict == "not reproduced"
+
+
+def test_multiplier_that_changes_nothing_not_reproduced():
+    same = {(f, t, m): 512 for f in ("KQ", "both") for t in TASKS.values() for m in (1.0, 10.0, 100.0)}
+    # (VO never below the threshold: at 512 it would already be within 2× of the paper's 1024)
+    c = multipliers_verdict(identity_frame(same))
+    assert c.verdict == "not reproduced" and not any(c.checks.values())
+
+
+def test_multiplier_rule_needs_x1_and_a_larger_multiplier():
+    with pytest.raises(ValueError, match="needs the ×1 rows"):
+        multipliers_verdict(identity_frame({}, mults=(10.0, 100.0)))
+    with pytest.raises(ValueError, match="fidelity_multipliers"):
+        multipliers_verdict(identity_frame({}, mults=(1.0,)))
+    f = identity_frame({})
+    with pytest.raises(ValueError, match="VO on ABA vs ABB"):
+        multipliers_verdict(f[~((f["model.vo_identity"]) & (~f["model.kq_identity"]) & (f.task_label == "ABA vs ABB"))])
+
+
+# ----------------------------------------------------------------------------- check 3's rule
+
+
+def component_rows(label: str, losses: pd.Series, seeds=(0, 1)) -> pd.DataFrame:
+    return pd.DataFrame([{"model": label, "n": n, "seed": s, "test_loss": y} for n, y in losses.items() for s in seeds])
+
+
+def components_frame(name: str, ours: pd.Series, theirs: pd.Series) -> pd.DataFrame:
+    ours_label, authors_label, _ = COMPONENTS[name]
+    return pd.concat([component_rows(ours_label, ours), component_rows(authors_label, theirs)], ignore_index=True)
+
+
+def paper_of(name: str) -> pd.Series:
+    return curve(*COMPONENTS[name][2])
+
+
+def crossing_at(c: pd.Series, n0: int) -> pd.Series:
+    return c.where(c.index < n0, 0.05)
+
+
+def test_log_gap():
+    p = paper_of("RNN")
+    assert log_gap(component_rows("x", p), p) == pytest.approx(0, abs=1e-12)
+    assert log_gap(component_rows("x", 10 * p), p) == pytest.approx(1)
+    tiny = pd.Series({4: 0.0, 8: 1e-5})
+    assert log_gap(component_rows("x", pd.Series({4: 1e-6, 8: 0.0})), tiny) == 0  # both below GAP_FLOOR
+    assert log_gap(component_rows("x", pd.Series({4: GAP_FLOOR * 10})), tiny) == pytest.approx(1)
+    with pytest.raises(ValueError, match="share no n"):
+        log_gap(component_rows("x", pd.Series({3: 1.0})), p)
+
+
+def test_component_that_matches_the_paper_explains_its_gap():
+    p = paper_of("RNN")
+    c = components_verdict(components_frame("RNN", 2 * p, p), components=("RNN",))
+    assert c.verdict == "reproduced" and c.checks == {"RNN: closer": True, "RNN: n* agrees": True}
+    assert "→ 0.00 (authors')" in c.measured and "(paper > 8192)" in c.measured
+
+
+def test_component_closer_but_crossing_too_early_partial():
+    p = paper_of("RNN")
+    c = components_verdict(components_frame("RNN", 10 * p, crossing_at(p, 512)), components=("RNN",))
+    assert c.verdict == "partial" and c.checks == {"RNN: closer": True, "RNN: n* agrees": False}
+
+
+def test_component_whose_n_star_agrees_where_ours_did_not_partial():
+    p = paper_of("RNN")
+    c = components_verdict(components_frame("RNN", crossing_at(p, 512), 10 * p), components=("RNN",))
+    assert c.verdict == "partial" and c.checks == {"RNN: closer": False, "RNN: n* agrees": True}
+
+
+def test_component_that_changes_nothing_not_reproduced():
+    p = paper_of("LSTM")
+    c = components_verdict(components_frame("LSTM", 2 * p, 2 * p), components=("LSTM",))
+    assert c.verdict == "not reproduced"       # n* agrees (neither crosses) but ours did too, and no closer
+
+
+def test_components_graded_together():
+    parts = [components_frame("RNN", 2 * paper_of("RNN"), paper_of("RNN")),
+             components_frame("LSTM", 2 * paper_of("LSTM"), 2 * paper_of("LSTM")),
+             components_frame("mimetic", 3 * paper_of("mimetic"), paper_of("mimetic"))]
+    frame = pd.concat(parts, ignore_index=True)
+    c = components_verdict(frame)
+    assert c.verdict == "partial" and c.ours == "RNN explains, LSTM no, mimetic explains"
+    t = component_table(frame)
+    assert t.loc[("RNN", "paper"), 2048] == paper_of("RNN")[2048]
+    assert t.loc[("LSTM", "LSTM"), 4] == pytest.approx(2 * paper_of("LSTM")[4])
+
+
+def test_component_rule_refuses_missing_rows_and_unknown_names():
+    p = paper_of("RNN")
+    with pytest.raises(ValueError, match="needs both rows of LSTM"):
+        components_verdict(components_frame("RNN", p, p))
+    with pytest.raises(ValueError, match="unknown component 'GRU'"):
+        components_verdict(components_frame("RNN", p, p), components=("GRU",))
+
+
+def test_paper_pairs_are_the_ones_the_paper_plots():
+    assert set(PAPER_IDENTITY) == {("KQ", "ABA vs ABB"), ("VO", "ABA vs ABB"), ("both", "ABA vs ABB"),
+                                   ("KQ", "same/different")}
