@@ -19,3 +19,12 @@ def positive_int(name: str, value, high: int | None = None, numpy_ok: bool = Fal
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
     if high is not None and value > high:
         raise ValueError(f"{name} must be at most {high}; got {value!r}")
+
+
+def part(text: str) -> tuple[int, int]:
+    """``"I/K"`` -> ``(I, K)`` with ``1 <= I <= K``: the share of a grid one process runs (every K-th
+    run from the I-th, for one process per core)."""
+    i, slash, k = str(text).partition("/")
+    if not (slash and i.isdigit() and k.isdigit() and 1 <= int(i) <= int(k)):
+        raise ValueError(f"--part must be I/K with 1 <= I <= K; got {text!r}")
+    return int(i), int(k)

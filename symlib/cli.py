@@ -24,7 +24,7 @@ from .runs import OPTIMIZERS, TrainConfig
 from .training import fit
 
 # Modules that contribute a sub-command through register(subparsers).
-COMMANDS = ["symlib.cli", "symlib.book", "symlib.corpus"]
+COMMANDS = ["symlib.cli", "symlib.book", "symlib.corpus", "symlib.pretrained"]
 
 
 def register(sub) -> None:
