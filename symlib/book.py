@@ -255,18 +255,64 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(name: str, notebook: Path, params: dict, dest: Path, scratch: Path) -> float:
-    """Run one chapter with papermill into ``scratch`` and move it, cleaned, to ``dest``.
+LAUNCH_TAG = "launch"  # the Colab set-up cell (hidden on the site, see :func:`with_launch_cell`)
+
+
+def repository_url(book: Path) -> str | None:
+    """``repository.url`` of the book's ``_config.yml`` (None if it names none)."""
+    path = Path(book) / "_config.yml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    url = ((config or {}).get("repository") or {}).get("url")
+    return str(url) if url else None
+
+
+def launch_cell_source(url: str) -> str:
+    """The first code cell of every chapter: on Colab (a no-op anywhere else) it clones the book
+    from ``url``, installs ``symlib`` with the pinned requirements, and moves to ``chapters/`` so
+    the stored results are found — what the page's Colab button needs to run the chapter."""
+    return f'''# Colab only (a no-op elsewhere): fetch the book, install symlib and its pinned requirements,
+# and run from its chapters/ folder so the stored results in data/ are found.
+import sys
+if "google.colab" in sys.modules:
+    import os, subprocess
+    BOOK = "/content/book"
+    if not os.path.isdir(BOOK):
+        subprocess.run(["git", "clone", "--depth", "1", "{url}", BOOK], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{{BOOK}}/requirements.txt",
+                        "-e", BOOK], check=True)
+    sys.path.insert(0, BOOK)
+    os.chdir(f"{{BOOK}}/chapters")'''
+
+
+def with_launch_cell(nb: nbformat.NotebookNode, url: str | None) -> nbformat.NotebookNode:
+    """``nb`` with its Colab set-up cell (:func:`launch_cell_source`) fresh for ``url``, just before
+    the ``parameters`` cell and tagged ``remove-cell`` (the site does not show it; Colab does).
+    With no ``url`` the cell is removed.  The chapter's own cells are left as they are."""
+    nb.cells = [c for c in nb.cells if LAUNCH_TAG not in c.metadata.get("tags", [])]
+    if url:
+        at = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), 0)
+        cell = nbformat.v4.new_code_cell(launch_cell_source(url), metadata={"tags": [LAUNCH_TAG, "remove-cell"]})
+        cell["id"] = "colab-launch"
+        nb.cells.insert(at, cell)
+    return nb
+
+
+def execute(name: str, notebook: Path, params: dict, dest: Path, scratch: Path, url: str | None = None) -> float:
+    """Run one chapter with papermill into ``scratch`` and move it, cleaned, to ``dest``; its Colab
+    cell is refreshed for the repository ``url`` first (:func:`with_launch_cell`).
     Returns the wall time in seconds; raises SystemExit naming the chapter if it fails."""
     import papermill
     scratch.mkdir(parents=True, exist_ok=True)
     running = scratch / f"{name}.running.ipynb"
+    source = scratch / f"{name}.input.ipynb"
+    atomic_write_text(source, nbformat.writes(with_launch_cell(nbformat.read(notebook, as_version=4), url)))
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(notebook, running, parameters=params, kernel_name="python3",
+        papermill.execute_notebook(source, running, parameters=params, kernel_name="python3",
                                    progress_bar=False, cwd=notebook.parent)
     except KeyboardInterrupt:
         running.unlink(missing_ok=True)
+        source.unlink(missing_ok=True)
         raise KeyboardInterrupt(f"chapter {name!r} was not finished; {dest} is unchanged") from None
     except Exception as e:
         failed = scratch / f"{name}.failed.ipynb"
@@ -279,6 +325,7 @@ def execute(name: str, notebook: Path, params: dict, dest: Path, scratch: Path) 
     nb = clean(nbformat.read(running, as_version=4))
     atomic_write_text(dest, nbformat.writes(nb))
     running.unlink()
+    source.unlink()
     return wall
 
 
@@ -369,13 +416,14 @@ def run(names: list[str] | None = None, profile: str = "paper", overrides: list[
     env = os.environ.get("SYMLIB_DATA")
     os.environ["SYMLIB_DATA"] = str(root)
     kernel_store = RunStore(root)
+    url = repository_url(toc.parent)
     walls = {}
     try:
         for name, (notebook, params) in todo.items():
             before = len(kernel_store.keys())
             dest = source / notebook.relative_to(toc.parent)
             print(f"[book] {name} ({profile}) …", file=sys.stderr, flush=True)
-            walls[name] = execute(name, notebook, params, dest, scratch)
+            walls[name] = execute(name, notebook, params, dest, scratch, url)
             record_timing(root, profile, name, walls[name], len(kernel_store.keys()) - before)
             print(f"[book] {name}: {walls[name]:.1f} s", file=sys.stderr, flush=True)
     finally:

@@ -844,6 +844,22 @@ def head_frame(model, name: str, samples: int = 200, seed: int = 0) -> pd.DataFr
     return frame.assign(model=name)[HEAD_COLUMNS]
 
 
+def stored_head_frame(name: str, compute: Callable[[], pd.DataFrame], store: RunStore | None = None) -> pd.DataFrame:
+    """:func:`head_frame` of model ``name``, kept in ``<store>/pretrained/heads-<name>.csv`` so the
+    chapter reads it where the model itself is absent (SmolLM2's GGUF is not in git): read if the
+    file exists, else ``compute()`` it and write it atomically."""
+    store = store or RunStore()
+    path = Path(store.root) / "pretrained" / f"heads-{name}.csv"
+    if path.exists():
+        return pd.read_csv(path)
+    frame = compute()
+    if list(frame.columns) != HEAD_COLUMNS:
+        raise ValueError(f"a head frame has the columns {HEAD_COLUMNS}; got {list(frame.columns)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, frame.to_csv(index=False))
+    return frame
+
+
 def gpt2_head_frame(spec: str = "hf:gpt2", samples: int = 200, seed: int = 0) -> pd.DataFrame:
     """:func:`head_frame` of a Hugging Face GPT-2 loaded by :func:`symlib.gpt.load_pretrained`
     (``"hf:gpt2"`` needs the hub or its cache; ``"hf:<folder>"`` reads a local copy)."""

@@ -77,7 +77,7 @@ SHORT: dict[str, tuple[str, str, str | None]] = {
     "copy_inverse_scaling": ("Copying: inverse scaling with d", "n needed ∝ d; VO: few", "next_token.html#the-copy-task-across-the-embedding-dimension"),
     "variable_binding": ("Variable binding", "plain ≈ 0.5; identities ≈ 0 by 16k", "next_token.html#variable-binding"),
     "gpt2_wikitext": ("GPT-2 on WikiText-2", "perplexity no worse", "language_model.html#the-main-runs-and-the-verdict"),
-    "gpt2_pretrained": ("Pretrained GPT-2 on template tasks", "far more sample-efficient", None),
+    "gpt2_pretrained": ("Pretrained GPT-2 on template tasks", "far more sample-efficient", "pretrained.html#verdict"),
 }
 
 # badge colours (background, text) of the four verdicts

@@ -87,6 +87,40 @@ def test_committed_chapter_is_executed_and_clean(name):
             assert cell.outputs, f"claim cell {cell.id} has no output"
 
 
+def test_committed_chapters_open_on_colab_from_the_configured_repository():
+    url = book.repository_url(book.REPO)
+    assert url and url.startswith("https://")
+    for name, path in CHAPTERS.items():
+        nb = nbformat.read(path, as_version=4)
+        launch = [i for i, c in enumerate(nb.cells) if book.LAUNCH_TAG in c.metadata.get("tags", [])]
+        assert len(launch) == 1, f"{name}: one Colab cell expected (re-run `python -m symlib book {name}`)"
+        cell = nb.cells[launch[0]]
+        assert cell.source == book.launch_cell_source(url), f"{name}: Colab cell is stale for {url}"
+        assert "remove-cell" in cell.metadata.tags and not cell.outputs
+        assert "parameters" in nb.cells[launch[0] + 1].metadata.get("tags", [])
+
+
+def test_launch_cell_is_inserted_before_the_parameters_once_and_follows_the_url():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title"),
+                                         nbformat.v4.new_code_cell("profile = 'paper'", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("check_profile(profile)")])
+    once = book.with_launch_cell(nb, "https://example.org/a")
+    twice = book.with_launch_cell(once, "https://example.org/b")
+    assert [c.cell_type for c in twice.cells] == ["markdown", "code", "code", "code"]
+    assert "https://example.org/b" in twice.cells[1].source and "example.org/a" not in twice.cells[1].source
+    assert "google.colab" in twice.cells[1].source and twice.cells[2].metadata.tags == ["parameters"]
+    compile(twice.cells[1].source, "launch", "exec")  # valid Python
+    assert len(book.with_launch_cell(twice, None).cells) == 3
+
+
+def test_repository_url_reads_the_config(tmp_path):
+    assert book.repository_url(tmp_path) is None
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    assert book.repository_url(tmp_path) is None
+    (tmp_path / "_config.yml").write_text("repository:\n  url: https://x.org/r\n")
+    assert book.repository_url(tmp_path) == "https://x.org/r"
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

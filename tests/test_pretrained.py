@@ -419,3 +419,20 @@ def test_pretrained_verdict_refuses_missing_inputs():
         P.pretrained_verdict(eff, _shares(0.5, 0.5), "ours")
     with pytest.raises(ValueError, match="needs"):
         P.pretrained_verdict(eff.iloc[0:0], _shares(0.5, 0.5), "smollm")
+
+
+def test_stored_head_frame_is_computed_once_then_read(tmp_path):
+    store = RunStore(tmp_path)
+    calls = []
+    model = build_gpt(GPTConfig(vocab_size=32, context=8, dim=16, depth=1, heads=2, dim_head=8), 0)
+
+    def compute():
+        calls.append(1)
+        return P.head_frame(model, "tiny", samples=20)
+
+    first = P.stored_head_frame("tiny", compute, store)
+    again = P.stored_head_frame("tiny", compute, store)
+    assert len(calls) == 1 and (tmp_path / "pretrained" / "heads-tiny.csv").exists()
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), again, check_dtype=False)
+    with pytest.raises(ValueError, match="columns"):
+        P.stored_head_frame("bad", lambda: pd.DataFrame({"x": [1]}), store)
