@@ -315,6 +315,7 @@ def execute(name: str, notebook: Path, params: dict, dest: Path, scratch: Path, 
         source.unlink(missing_ok=True)
         raise KeyboardInterrupt(f"chapter {name!r} was not finished; {dest} is unchanged") from None
     except Exception as e:
+        source.unlink(missing_ok=True)
         failed = scratch / f"{name}.failed.ipynb"
         if running.exists():
             os.replace(running, failed)

@@ -30,6 +30,8 @@ from dataclasses import replace
 import pandas as pd
 from scipy import stats
 
+from .checks import part
+
 NO_WORSE = math.log(1.01)   # Δ log-perplexity of +1 % perplexity: the most "never worse" allows
 BASELINE = "baseline"
 
@@ -225,12 +227,13 @@ def main(argv=None) -> None:
     p.add_argument("--part", default="1/1", help="I/K: run every K-th run starting at the I-th (1-based)")
     args = p.parse_args(argv)
     try:
-        i, k = (int(x) for x in args.part.split("/"))
-        if not 1 <= i <= k:
-            raise ValueError
-    except ValueError:
-        p.error(f"--part must be I/K with 1 <= I <= K; got {args.part!r}")
-    grid = run_grid(args.experiment)[i - 1::k]
+        i, k = part(args.part)
+    except ValueError as e:
+        p.error(str(e))
+    try:
+        grid = run_grid(args.experiment)[i - 1::k]
+    except ValueError as e:
+        p.error(str(e))
     data, store = lm_data(), RunStore()
     for n, (model, train, seed) in enumerate(grid, 1):
         print(f"[{n}/{len(grid)}] {model.variant} seed {seed} {train.precision} {train.steps} steps", flush=True)

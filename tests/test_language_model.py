@@ -109,3 +109,11 @@ def test_coefficient_frame_takes_each_term_from_the_variants_that_have_it():
     assert len(c) == 4 * 2 + 4 * 2 + 3 * 2  # a_h: kq_vo 4 evals × 2 heads; b_h: kq_vo 4 + vo 3 evals × 2 heads
     row = c[(c.coefficient == "b_h") & (c.variant == "vo") & (c.seed == 0) & (c.tokens == 2000) & (c["head"] == 1)]
     assert row.value.tolist() == [0.2] and row.layer.tolist() == [0]
+
+
+@pytest.mark.parametrize("argv, message", [(["main", "--part", "3/2"], "--part must be I/K"),
+                                           (["nope"], "unknown language-model experiment 'nope'; allowed: pilot")])
+def test_command_line_refuses_bad_input_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        LM.main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
