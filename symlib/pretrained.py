@@ -860,6 +860,26 @@ def stored_head_frame(name: str, compute: Callable[[], pd.DataFrame], store: Run
     return frame
 
 
+def coefficient_tracking(heads: pd.DataFrame, coefficients: dict[str, list[list[float]]]) -> pd.DataFrame:
+    """Do a baseline's identity-like heads sit where a paired KQ & VO run grows its coefficients?
+    ``heads``: :func:`head_frame` of one GPT (one row per layer, head, kind); ``coefficients``:
+    ``{"a_h": [[per head] per layer], "b_h": ...}`` of a run with the same config and seed (same
+    initialisation and batches, so head ``(l, h)`` is the same unit in both).  Per pair ``qk``–``a_h``
+    and ``ov``–``b_h``: the Spearman correlation over heads and its p-value."""
+    from scipy import stats
+    rows = []
+    for kind, name in (("qk", "a_h"), ("ov", "b_h")):
+        if name not in coefficients:
+            continue
+        z = heads[heads.kind == kind].sort_values(["layer", "head"]).z.to_numpy()
+        c = np.asarray(coefficients[name], dtype=float).ravel()
+        if len(z) != len(c):
+            raise ValueError(f"{len(z)} {kind} heads but {len(c)} values of {name}: not the same architecture")
+        rho, p = stats.spearmanr(z, c)
+        rows.append({"kind": kind, "coefficient": name, "heads": len(z), "spearman": float(rho), "p": float(p)})
+    return pd.DataFrame(rows)
+
+
 def gpt2_head_frame(spec: str = "hf:gpt2", samples: int = 200, seed: int = 0) -> pd.DataFrame:
     """:func:`head_frame` of a Hugging Face GPT-2 loaded by :func:`symlib.gpt.load_pretrained`
     (``"hf:gpt2"`` needs the hub or its cache; ``"hf:<folder>"`` reads a local copy)."""

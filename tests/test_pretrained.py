@@ -436,3 +436,14 @@ def test_stored_head_frame_is_computed_once_then_read(tmp_path):
     pd.testing.assert_frame_equal(first.reset_index(drop=True), again, check_dtype=False)
     with pytest.raises(ValueError, match="columns"):
         P.stored_head_frame("bad", lambda: pd.DataFrame({"x": [1]}), store)
+
+
+def test_coefficient_tracking_correlates_head_z_with_the_paired_coefficients():
+    heads = pd.DataFrame([{"model": "m", "layer": l, "head": h, "kind": k, "z": float(4 * l + h) * (1 if k == "qk" else -1),
+                           "null_mean": 0.0, "null_sd": 1.0, "p": 0.5} for l in range(2) for h in range(4) for k in ("qk", "ov")])
+    coef = {"a_h": [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 0.7]], "b_h": [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 0.7]]}
+    t = P.coefficient_tracking(heads, coef).set_index("kind")
+    assert t.loc["qk", "spearman"] == pytest.approx(1.0) and t.loc["ov", "spearman"] == pytest.approx(-1.0)
+    assert list(P.coefficient_tracking(heads, {"b_h": coef["b_h"]}).kind) == ["ov"]
+    with pytest.raises(ValueError, match="same architecture"):
+        P.coefficient_tracking(heads, {"a_h": [[0.0, 1.0]]})
