@@ -307,7 +307,7 @@ def fig1_width(profile: str) -> list[RunConfig]:
 
 
 # ----------------------------------------------------------------------------- fidelity (issue 23)
-# Checks 2 and 3 of *Why our curves differ from the paper's* (chapter *Regression experiments*);
+# Checks 1–3 of *Why our curves differ from the paper's* (chapter *Regression experiments*);
 # their verdict rules, the facts from the authors' code and the cost estimates are in
 # symlib.fidelity, written before any of these runs.
 
@@ -335,6 +335,25 @@ def fidelity_multipliers(profile: str) -> list[RunConfig]:
     return _unique(c for t in ("aba_abb", "same_different") for fam in IDENTITY_FAMILIES
                    for c in _grid(profile, t, [identity_model(fam, m) for m in MULTIPLIERS],
                                   N_MULTIPLIERS_VO if fam == "VO" else N_MULTIPLIERS, SEEDS_PAPER, PAPER))
+
+
+# Check 1, width and heads: two wider variants of the sweep transformer (plain and + KQ), by label.
+WIDE_MODELS = {
+    "dim 64, 8 heads": replace(TRANSFORMER, heads=8),                          # 4× the attention FLOPs
+    "dim 128, 4 heads": replace(TRANSFORMER, dim=128, heads=4, mlp_dim=256),   # the calibration's model
+}
+N_WIDTH = N_PAPER[-4:]  # 1024 … 8192: where our plain transformer levels off
+
+
+def fidelity_width(profile: str) -> list[RunConfig]:
+    """Check 1, width and heads: does the plain transformer's floor at large n (0.06–0.20 against
+    the paper's ~1e-4) go with a wider model?  Plain and + KQ at the two widths of ``WIDE_MODELS``,
+    on ABA vs ABB and same/different, n = 1024 … 8192, seeds 0–2.  Figure 5's 8-head runs and
+    ``fig1_width``'s are the same configs (stored, not recomputed).  Rule and cost:
+    :func:`symlib.fidelity.width_verdict`, :data:`symlib.fidelity.COST`."""
+    models = [replace(m, kq_identity=kq) for m in WIDE_MODELS.values() for kq in (False, True)]
+    return _unique(c for t in ("aba_abb", "same_different")
+                   for c in _grid(profile, t, models, N_WIDTH, SEEDS_PAPER, PAPER))
 
 
 AUTHORS_WIDTH = 128  # the authors' RNN and LSTM have one width (embedding = hidden): our hidden width [ours]
@@ -483,6 +502,7 @@ EXPERIMENTS = {
     "copy_control": copy_control,
     "binding": binding,
     "copy_vo_scale": copy_vo_scale,
+    "fidelity_width": fidelity_width,
     "fidelity_multipliers": fidelity_multipliers,
     "fidelity_components": fidelity_components,
 }

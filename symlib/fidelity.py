@@ -1,4 +1,4 @@
-"""Why our curves differ from the paper's (issue 23): checks 2 and 3, their verdict rules and costs.
+"""Why our curves differ from the paper's (issue 23): checks 1–3, their verdict rules and costs.
 
 Chapter *Regression experiments*, section *Why our curves differ from the paper's*.  Everything here
 was written before any run of the two checks; the grids are ``fidelity_multipliers`` and
@@ -56,6 +56,13 @@ each default reproduces today's runs bit for bit and leaves every stored key unc
 **The grid widths** [ours]: the authors' RNN and LSTM have one width; we use our hidden width,
 ``experiments.AUTHORS_WIDTH`` = 128, for both embedding and state.
 
+**Check 1, width and heads.**  Is the plain transformer's floor at large n (seed-mean test loss
+0.06–0.20 at n ≥ 2048, against the paper's ~1e-4 by n = 4096) a matter of width?  Grid
+``fidelity_width``: plain and + KQ at dim 64 with 8 heads × 64, and at dim 128 with 4 heads × 64
+(MLP 256, the calibration's model), on ABA vs ABB and same/different, n = 1024 … 8192, seeds 0–2.
+Rule :func:`width_verdict`.  Before it, the evidence is single-seed: figure 5's 8-head run reached
+8e-6 at n = 4096 (2 heads: 0.017), ``fig1_width``'s dim-128 run 0.04 at n = 8192 (ours 0.13).
+
 **Check 2, how fast the identity terms can grow.**  Does a larger multiplier close the gap between
 our n* and the paper's?  Grid ``fidelity_multipliers``: KQ, VO and both, each ×1, ×10, ×30, ×100, on
 ABA vs ABB and same/different, seeds 0–2, n = 4 … 512.  VO goes up to 2048 because the paper's
@@ -75,6 +82,9 @@ mimetic on/off and stopping rule (other widths and multipliers included, as they
 * ``fidelity_multipliers``: 450 new runs of 624 (the other 174 are figures 1–2's and ``kq_scale``'s):
   about 1.3 CPU-hours if they stop as their stored twins do, 4.3 if none stops early.  By family:
   KQ 0.16, VO 0.87, both 0.22.
+* ``fidelity_width``: 90 new runs of 96: 6.9 CPU-hours priced at our width (7.7 if none stops early),
+  times the measured cost per epoch of the wider models (stored runs at n = 1024 … 8192, batch 1024:
+  ×4.1 for 8 heads, ×3.7 for dim 128 × 4 heads): about 27 CPU-hours, 30 if none stops early.
 * ``fidelity_components``: 108 new runs: 1.7 CPU-hours at the stored rows' cost, 1.9 with the
   per-step cost of the authors' widths (measured ×1.2 for the RNN, ×1.4 for the LSTM at batch 1024),
   2.5 if no run below n = 4096 stops early.  The LSTM's random initial state makes its validation
@@ -98,6 +108,7 @@ PAPER_FACTOR = 2    # n* "agrees with the paper": within 2× of its n* (its own 
 MOVE_FACTOR = 4     # a multiplier "moves" n*: its best n* is at least 4× (two grid steps) below ×1's
 GAP_SHRINK = 0.5    # a construction "brings its row closer": log distance to the paper's curve at most half ours
 GAP_FLOOR = 1e-3    # losses below this count as solved in that distance (the paper's curves plot 0 there)
+FLOOR_GONE = 0.01   # check 1: "the floor goes" when the seed-mean plain test loss at n = 8192 is below this
 
 # Check 2: the paper's curve of each (identity terms, task) it plots; same/different has only + KQ.
 PAPER_IDENTITY: dict[tuple[str, str], tuple[str, str]] = {
@@ -117,7 +128,85 @@ COMPONENTS: dict[str, tuple[str, str, tuple[str, str]]] = {
 
 # CPU-hours of the runs each grid does not share with stored ones, (expected, if no run stops early);
 # estimate_cpu_hours on the store of 7255dfb, components scaled by the authors' widths' step cost.
-COST = {"fidelity_multipliers": (1.3, 4.3), "fidelity_components": (1.9, 2.5)}
+# check 1 scaled by the wider models' measured cost per epoch (×3.9 on average).
+COST = {"fidelity_width": (27.0, 30.0), "fidelity_multipliers": (1.3, 4.3), "fidelity_components": (1.9, 2.5)}
+
+
+# ----------------------------------------------------------------------------- the checks
+
+CHECKS = {  # grid -> (check, question)
+    "fidelity_width": ("1. width and heads", "does a wider transformer lose the floor at large n?"),
+    "fidelity_multipliers": ("2. identity multipliers", "does a faster-growing identity term close the gap to the paper's n*?"),
+    "fidelity_components": ("3. the authors' components", "does building RNN, LSTM and mimetic init as the authors' code does close their rows' gaps?"),
+}
+
+
+def progress_table(store=None) -> pd.DataFrame:
+    """One row per check: its grid, how many of its runs are stored, which seeds are complete, and
+    the CPU-hours its missing runs were estimated to cost before they ran (:data:`COST`)."""
+    from .experiments import seed_status
+    rows = []
+    for grid, (check, question) in CHECKS.items():
+        by_seed = seed_status(grid, store=store)
+        have, total = sum(h for h, _ in by_seed.values()), sum(t for _, t in by_seed.values())
+        done = [str(s) for s, (h, t) in by_seed.items() if h == t]
+        rows.append({"check": check, "question": question, "grid": grid, "runs stored": f"{have} of {total}",
+                     "seeds complete": ", ".join(done) or "none",
+                     "CPU-hours (estimated before the runs)": "%g (%g if none stops early)" % COST[grid]})
+    return pd.DataFrame(rows).set_index("check")
+
+
+# ----------------------------------------------------------------------------- check 1
+
+WIDTH_TASKS = ("ABA vs ABB", "same/different")
+WIDTH_N = 8192   # where the floor is read
+
+
+def width_label(frame: pd.DataFrame) -> pd.Series:
+    """"dim D, H heads" per row: the width of a run's transformer."""
+    return "dim " + frame["model.dim"].astype(int).astype(str) + ", " + frame["model.heads"].astype(int).astype(str) + " heads"
+
+
+def width_table(frame: pd.DataFrame, n: int = WIDTH_N) -> pd.DataFrame:
+    """Seed-mean test loss of the plain transformer at ``n`` per (task, width), and the seeds it
+    averages: the floor, width by width."""
+    plain = frame[(frame.n == n) & ~frame["model.kq_identity"].astype(bool) & ~frame["model.vo_identity"].astype(bool)]
+    plain = plain.assign(width=width_label(plain))
+    return plain.groupby(["task_label", "width"]).agg(test_loss=("test_loss", "mean"), seeds=("seed", "nunique"))
+
+
+def width_verdict(frame: pd.DataFrame, ours: str = "dim 64, 2 heads", n: int = WIDTH_N) -> Claim:
+    """Check 1: does a wider transformer lose the floor at large n?
+
+    ``frame``: plain-transformer runs (and + KQ, ignored here) on ABA vs ABB and same/different at
+    ``n``, our width (``ours``, figures 1–2) and the wider ones (``fidelity_width``).  For each wider
+    width and task, the floor **goes** if the seed-mean test loss at ``n`` is below FLOOR_GONE, and it
+    **drops** if it is at least MOVE_FACTOR below ours.  Reproduced (width explains the floor) if
+    some wider width's floor goes on both tasks; partial if some width's floor goes on one task or
+    drops on both; not reproduced otherwise.  Every task needs our row and a wider one (else
+    ValueError).
+    """
+    table = width_table(frame, n)
+    widths = sorted({w for _, w in table.index} - {ours})
+    missing = [t for t in WIDTH_TASKS if (t, ours) not in table.index or not any((t, w) in table.index for w in widths)]
+    if missing:
+        raise ValueError(f"check 1 needs our width ({ours}) and a wider one at n = {n} on {', '.join(missing)} "
+                         "(run `python -m symlib sweep fidelity_width`)")
+    goes, drops, texts = {}, {}, []
+    for w in widths:
+        for t in WIDTH_TASKS:
+            if (t, w) not in table.index:
+                continue
+            loss, base = table.loc[(t, w), "test_loss"], table.loc[(t, ours), "test_loss"]
+            goes[(w, t)], drops[(w, t)] = bool(loss < FLOOR_GONE), bool(loss * MOVE_FACTOR <= base)
+            texts.append(f"{t}, {w}: {loss:.3g} (ours {base:.3g})")
+    both = lambda d, w: all(d.get((w, t), False) for t in WIDTH_TASKS)  # noqa: E731
+    full = [both(goes, w) for w in widths]
+    weaker = [any(goes.values())] + [both(drops, w) for w in widths]
+    measured = f"seed-mean plain test loss at n = {n}: " + "; ".join(texts) + f". ({seed_note(frame)})"
+    short = ", ".join(f"{w}: {'gone' if both(goes, w) else 'lower' if both(drops, w) else 'stays'}" for w in widths)
+    checks = {f"{w} on {t}: {k}": v for k, d in (("goes", goes), ("drops", drops)) for (w, t), v in d.items()}
+    return Claim("fidelity_width", grade([any(full)], partial=weaker), measured, short, checks)
 
 
 # ----------------------------------------------------------------------------- check 2
@@ -179,6 +268,50 @@ def multipliers_verdict(frame: pd.DataFrame, threshold: float = THRESHOLD) -> Cl
     ours = "; ".join(f"{k.split(':')[0]} {'closes' if v else 'open'}" for k, v in closes.items())
     return Claim("fidelity_multipliers", grade(closes.values(), partial=[*closes.values(), *moves.values()]),
                  measured, ours, {**closes, **moves})
+
+
+def multipliers_figure(frame: pd.DataFrame):
+    """Seed-mean test loss against n, one panel per (task, identity terms), one line per multiplier
+    (band: min–max over seeds), the paper's curve dashed grey where it plots that model; runs whose
+    final training loss is above 1e-3 (did not fit) are marked with a cross.  One shared legend."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    rows = identity_rows(frame)
+    rows = rows.assign(multiplier=["×%g" % m for m in rows.multiplier])
+    order = ["×%g" % m for m in sorted(identity_rows(frame).multiplier.unique())]
+    palette = dict(zip(order, sns.color_palette("viridis", len(order))))
+    tasks = ["ABA vs ABB", "same/different"]
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True, sharey=True)
+    for ax, (task, family) in zip(axes.flat, [(t, f) for t in tasks for f in ("KQ", "VO", "both")]):
+        part = rows[(rows.task_label == task) & (rows.family == family)]
+        ax.set_title(f"{task}: + {family if family != 'both' else 'KQ & VO'}", fontsize=10)
+        if part.empty:
+            continue
+        sns.lineplot(data=part, x="n", y="test_loss", hue="multiplier", hue_order=[o for o in order if o in set(part.multiplier)],
+                     palette=palette, estimator="mean", errorbar=_minmax, marker="o", ms=4, ax=ax, legend=False)
+        unfit = part[part.train_loss > 1e-3]
+        ax.scatter(unfit.n, unfit.test_loss.clip(upper=3), marker="x", s=40, color="crimson", zorder=3)
+        if (family, task) in PAPER_IDENTITY:
+            c = curve(*PAPER_IDENTITY[(family, task)])
+            ax.plot(c.index, c.clip(lower=1e-6).values, ls="--", lw=1.2, color="0.45", marker="x", ms=4, zorder=1)
+        ax.axhline(1.0, color="grey", ls=":", lw=1)
+        ax.axhline(THRESHOLD, color="0.7", ls="-", lw=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("n")
+        ax.set_ylabel("test loss")
+    handles = [Line2D([], [], color=palette[o], marker="o", label=f"identity term {o}") for o in order]
+    handles += [Line2D([], [], ls="--", color="0.45", marker="x", label="paper (digitized)"),
+                Line2D([], [], ls="", marker="x", color="crimson", label="run that did not fit (train loss > 1e-3)")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def _minmax(values) -> tuple[float, float]:
+    return float(min(values)), float(max(values))
 
 
 def _top(frame: pd.DataFrame, family: str, task: str, multiplier: float) -> float:

@@ -1,4 +1,4 @@
-"""Issue 23, checks 2 and 3: the authors' constructions as model options (defaults unchanged), the
+"""Issue 23, checks 1–3: the authors' constructions as model options (defaults unchanged), the
 grids, and every branch of the verdict rules on synthetic frames."""
 
 import math
@@ -9,9 +9,11 @@ import torch
 
 from symlib import ModelConfig, build_model
 from symlib.experiments import (AUTHORS_MODELS, IDENTITY_FAMILIES, MIMETIC, MODELS, MULTIPLIERS, N_MULTIPLIERS,
-                                N_MULTIPLIERS_VO, N_PAPER, SEEDS_PAPER, TRANSFORMER, experiment, identity_model)
-from symlib.fidelity import (COMPONENTS, GAP_FLOOR, PAPER_IDENTITY, component_table, components_verdict,
-                             estimate_cpu_hours, log_gap, multiplier_table, multipliers_verdict)
+                                N_MULTIPLIERS_VO, N_PAPER, N_WIDTH, SEEDS_PAPER, TRANSFORMER, WIDE_MODELS, experiment,
+                                identity_model)
+from symlib.fidelity import (COMPONENTS, FLOOR_GONE, GAP_FLOOR, PAPER_IDENTITY, component_table, components_verdict,
+                             estimate_cpu_hours, log_gap, multiplier_table, multipliers_verdict, width_table,
+                             width_verdict)
 from symlib.models import ReluElman, model_label
 from symlib.paper import curve
 from symlib.runs import RunResult
@@ -200,6 +202,20 @@ def test_component_grid_matches_the_stored_rows():
     assert {c.data.n for c in grid} == set(N_PAPER)
 
 
+def test_width_grid_is_plain_and_kq_at_both_wider_widths_sharing_stored_rows():
+    grid = experiment("fidelity_width")
+    cells = {(c.task["name"], c.model.dim, c.model.heads, c.model.kq_identity): set() for c in grid}
+    for c in grid:
+        cells[(c.task["name"], c.model.dim, c.model.heads, c.model.kq_identity)].add((c.data.n, c.seed))
+        assert not c.model.vo_identity and c.model.identity_scale == 1.0 and c.model.dim_head == 64
+    assert set(cells) == {(t, m.dim, m.heads, kq) for t in ("aba_abb", "same_different")
+                          for m in WIDE_MODELS.values() for kq in (False, True)}
+    assert all(points == {(n, s) for n in N_WIDTH for s in SEEDS_PAPER} for points in cells.values())
+    keys = {c.key for c in grid}
+    assert {c.key for c in experiment("fig1_width") if c.model.dim == 128} <= keys    # fig1_width's wide runs
+    assert {c.key for c in experiment("fig5") if c.model.heads == 8 and c.data.n in N_WIDTH} <= keys
+
+
 def test_cost_estimate_prices_missing_runs_from_comparable_records(tmp_path):
     store = RunStore(tmp_path)
     configs = experiment("fidelity_components")
@@ -370,3 +386,73 @@ def test_component_rule_refuses_missing_rows_and_unknown_names():
 def test_paper_pairs_are_the_ones_the_paper_plots():
     assert set(PAPER_IDENTITY) == {("KQ", "ABA vs ABB"), ("VO", "ABA vs ABB"), ("both", "ABA vs ABB"),
                                    ("KQ", "same/different")}
+
+
+# ----------------------------------------------------------------------------- check 1's rule
+
+WIDTHS = {"dim 64, 2 heads": (64, 2), "dim 64, 8 heads": (64, 8), "dim 128, 4 heads": (128, 4)}
+
+
+def width_frame(loss: dict, seeds=(0, 1, 2), n=8192) -> pd.DataFrame:
+    """Synthetic plain and + KQ runs at ``n``: loss[(width, task)] is the plain model's test loss
+    (ours defaults to 0.15; + KQ rows at 1e-4 must be ignored)."""
+    rows = []
+    for w, (dim, heads) in WIDTHS.items():
+        for task in ("ABA vs ABB", "same/different"):
+            for kq in (False, True):
+                for s in seeds:
+                    value = 1e-4 if kq else loss.get((w, task), 0.15)
+                    rows.append({"task_label": task, "model.dim": dim, "model.heads": heads, "model.kq_identity": kq,
+                                 "model.vo_identity": False, "n": n, "seed": s, "test_loss": value})
+    return pd.DataFrame(rows)
+
+
+def test_width_table_averages_the_plain_model_over_seeds():
+    f = width_frame({})
+    f.loc[(f["model.heads"] == 8) & ~f["model.kq_identity"] & (f.seed == 0), "test_loss"] = 0.45
+    t = width_table(f)
+    assert t.loc[("ABA vs ABB", "dim 64, 8 heads"), "test_loss"] == pytest.approx((0.45 + 0.15 + 0.15) / 3)
+    assert t.loc[("same/different", "dim 64, 2 heads"), "seeds"] == 3
+
+
+def test_a_wider_model_without_a_floor_on_both_tasks_reproduced():
+    c = width_verdict(width_frame({("dim 64, 8 heads", "ABA vs ABB"): 1e-4, ("dim 64, 8 heads", "same/different"): 5e-3}))
+    assert c.verdict == "reproduced" and "dim 64, 8 heads: gone" in c.ours
+
+
+def test_the_floor_gone_on_one_task_only_partial():
+    c = width_verdict(width_frame({("dim 128, 4 heads", "ABA vs ABB"): FLOOR_GONE / 2}))
+    assert c.verdict == "partial" and c.checks["dim 128, 4 heads on ABA vs ABB: goes"]
+    assert not c.checks["dim 128, 4 heads on same/different: goes"]
+
+
+def test_a_floor_4x_lower_on_both_tasks_but_not_gone_partial():
+    low = {("dim 128, 4 heads", t): 0.03 for t in ("ABA vs ABB", "same/different")}
+    c = width_verdict(width_frame(low))
+    assert c.verdict == "partial" and "dim 128, 4 heads: lower" in c.ours
+
+
+def test_a_floor_that_stays_not_reproduced():
+    c = width_verdict(width_frame({("dim 64, 8 heads", "ABA vs ABB"): 0.05}))  # 3× lower on one task only
+    assert c.verdict == "not reproduced" and "0.05 (ours 0.15)" in c.measured
+
+
+def test_width_rule_needs_our_row_and_a_wider_one_on_every_task():
+    f = width_frame({})
+    with pytest.raises(ValueError, match="sweep fidelity_width"):
+        width_verdict(f[f["model.heads"] == 2])
+    with pytest.raises(ValueError, match="same/different"):
+        width_verdict(f[~((f.task_label == "same/different") & (f["model.heads"] == 2))])
+
+
+def test_progress_table_counts_stored_runs_and_complete_seeds(tmp_path):
+    from symlib.fidelity import CHECKS, progress_table
+    store = RunStore(tmp_path)
+    t = progress_table(store)
+    assert list(t.grid) == list(CHECKS) and set(t["seeds complete"]) == {"none"}
+    assert t.loc["3. the authors' components", "runs stored"] == "0 of 108"
+    for c in experiment("fidelity_components", seeds=[1]):
+        store.put(RunResult(c.key, c.to_dict(), {"epochs_run": 1, "test_loss": 1.0}, [], 1.0, {}))
+    t = progress_table(store)
+    assert t.loc["3. the authors' components", "runs stored"] == "36 of 108"
+    assert t.loc["3. the authors' components", "seeds complete"] == "1"
