@@ -19,6 +19,9 @@ The verdict rule (:func:`lm_verdict`) is fixed before the runs:
 * **not reproduced** — otherwise (the variant is, or may be, worse by more than that).
 
 With one seed there is no interval and no verdict.
+
+Figures (:func:`loss_figure`, :func:`paired_figure`, :func:`coefficient_figure`) draw the stored
+curves with the paper's claim as grey guides.
 """
 
 from __future__ import annotations
@@ -213,6 +216,73 @@ def coefficient_frame(curves: pd.DataFrame) -> pd.DataFrame:
                                  "layer": layer, "head": head, "unit": f"{r.variant}-{r.seed}-{layer}-{head}",
                                  "value": value})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- figures
+# The paper plots no curve for this experiment, only a claim ("slightly better, never worse"), so
+# the figures carry the claim as grey guides: Δ = 0 and the +1 % perplexity that "never worse" allows.
+
+GUIDE = dict(color="grey", lw=1)
+
+
+def _legend_below(fig, ax, ncols: int):
+    """Move ``ax``'s legend under both panels of a two-panel figure: one legend for the figure."""
+    import seaborn as sns
+    sns.move_legend(ax, "lower center", bbox_to_anchor=(1.1, -0.42), ncols=ncols, frameon=False, title=None)
+    fig.tight_layout()
+    return fig
+
+
+def loss_figure(curves: pd.DataFrame):
+    """Validation (left) and training loss (right) against training tokens, colour = run
+    (variant · precision), line style = seed.  ``curves``: :func:`curve_frame` with a ``run`` column."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    sns.lineplot(data=curves, x="tokens", y="val_loss", hue="run", style="seed", ax=axes[0])
+    sns.lineplot(data=curves, x="tokens", y="train_loss", hue="run", style="seed", ax=axes[1], legend=False)
+    axes[0].set(xlabel="training tokens", ylabel="validation loss (nats/token)", title="validation loss")
+    axes[1].set(xlabel="training tokens", ylabel="training loss (nats/token)",
+                title="training loss (mean since the last evaluation)")
+    return _legend_below(fig, axes[0], ncols=6)
+
+
+def paired_figure(curves: pd.DataFrame):
+    """Left: validation loss of the main runs against tokens (log scale), colour = variant, style =
+    seed.  Right: the paired difference to the baseline of the same seed along training
+    (:func:`paired_curves`), with Δ = 0 and the "never worse" bound :data:`NO_WORSE` in grey."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    sns.lineplot(data=curves, x="tokens", y="val_loss", hue="variant", style="seed", ax=axes[0])
+    axes[0].set(xlabel="training tokens", ylabel="validation loss (nats/token)", yscale="log",
+                title="validation loss (128 blocks of the validation split)")
+    paired = paired_curves(curves)
+    if len(paired):
+        sns.lineplot(data=paired, x="tokens", y="delta", hue="variant", units="seed", estimator=None, ax=axes[1],
+                     legend=False)
+    axes[1].axhline(0, ls="--", **GUIDE)
+    axes[1].axhline(NO_WORSE, ls=":", **GUIDE)
+    axes[1].annotate("+1 % perplexity: the most \"never worse\" allows", (0.02, NO_WORSE), xycoords=("axes fraction", "data"),
+                     va="bottom", fontsize=8, color="grey")
+    axes[1].set(xlabel="training tokens", ylabel="Δ validation loss vs the baseline, same seed",
+                title="paired difference along training (below 0: the variant is better)")
+    return _legend_below(fig, axes[0], ncols=8)
+
+
+def coefficient_figure(coefficients: pd.DataFrame):
+    """The trajectories of a_h and b_h (:func:`coefficient_frame`), one line per head, colour =
+    layer; one column per coefficient, one row per variant."""
+    import seaborn as sns
+    many = coefficients.variant.nunique() > 1
+    g = sns.relplot(data=coefficients, x="tokens", y="value", hue="layer", units="unit", estimator=None,
+                    col="coefficient", row="variant" if many else None, kind="line", palette="viridis",
+                    height=2.8 if many else 3.4, aspect=1.6 if many else 1.3, facet_kws={"sharey": False})
+    g.set_titles("{row_name} · {col_name}" if many else "{col_name}")
+    g.set_axis_labels("training tokens", "value")
+    for ax in g.axes.flat:
+        ax.axhline(0, ls="--", **GUIDE)
+    return g.figure
 
 
 def main(argv=None) -> None:

@@ -11,6 +11,7 @@ and the verdict rules written before the runs.
 * :func:`rule_check` / :func:`rule_holds` — an early-stopping rule replayed on full-length runs.
 * :func:`binding_table` — variable binding's test error split into "the other variable's value"
   and "any other token"; :func:`binding_verdict` — the rule for the binding claim.
+* :func:`binding_progress` — what a partly run binding grid shows so far (for the status page).
 
 Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run; the embedding
 dimension d is its column ``model.dim``, shown as ``d``).  Chapter: *Next-token experiments*.
@@ -207,3 +208,18 @@ def binding_verdict(table: pd.DataFrame) -> tuple[str, list[bool], str]:
                 + f". + KQ & VO: {curve(both)}. Checks (plateau / plain still wrong at n = {int(last.n)} / "
                 f"KQ & VO < {BINDING_SOLVED} by {BINDING_SOLVED_BY}): {checks}.")
     return grade(checks), checks, measured
+
+
+def binding_progress(table: pd.DataFrame) -> str:
+    """What a partly run binding grid shows so far, for the status page (:func:`symlib.status.progress`):
+    per model, the test error at its largest stored n and the share of it that is the other
+    variable's value.  ``table``: :func:`binding_table`."""
+    if table.empty:
+        raise ValueError("binding_progress needs at least one stored run (binding_table is empty)")
+    parts = []
+    for model, part in table.sort_values("n").groupby("model", sort=False):
+        last = part.iloc[-1]
+        share = f", {last.other_value / last.test_error:.0%} of it the other value" if last.test_error > 0 else ""
+        parts.append(f"{model}: test error {last.test_error:.2f} at n = {int(last.n)}{share} "
+                     f"({int(last.seeds)} seed{'s' if last.seeds > 1 else ''})")
+    return "; ".join(parts) + "."

@@ -2,7 +2,8 @@
 
 Each chapter, when executed in the ``paper`` profile, calls :func:`record` for the claims it
 tests; the record (``<store root>/status/<claim id>.json``) holds the measurement as a short
-sentence with rounded numbers, the verdict and the code version.  The *Reproduction status* page
+sentence with rounded numbers, the verdict and the code version; a claim whose runs are only
+partly stored gets :func:`progress` instead (badge "not yet run", its runs so far as ours).  The *Reproduction status* page
 renders :func:`table` as HTML (:func:`html_table`, :func:`tally`): every claim of :data:`CLAIMS`
 (the brief's list, §4–5), with "not yet run" where no chapter has recorded it yet, its verdict as a
 coloured badge, the paper's and our numbers in short, the full sentences in a dropdown and a link to
@@ -138,6 +139,36 @@ def record(claim: str, measured: str, verdict: str, root: str | Path | None = No
     return path
 
 
+def progress(claim: str, done: int, total: int, so_far: str, root: str | Path | None = None) -> Path:
+    """Record that ``claim`` is measured in part: ``done`` of its ``total`` runs are stored and its
+    verdict waits for the rest.  The status page keeps the "not yet run" badge and shows "``done`` of
+    ``total`` runs" as ours, with ``so_far`` (what the stored runs show) in the details.  A later
+    :func:`record` of the claim replaces it."""
+    if claim not in CLAIMS:
+        raise ValueError(f"unknown claim {claim!r}; allowed: {', '.join(CLAIMS)}")
+    if not (isinstance(done, int) and isinstance(total, int) and 0 <= done < total):
+        raise ValueError(f"progress needs 0 <= done < total runs (a complete claim is graded with record()); "
+                         f"got done={done!r}, total={total!r}")
+    if not isinstance(so_far, str) or not so_far.strip():
+        raise ValueError("so_far must be a non-empty sentence saying what the stored runs show")
+    chapter, paper = CLAIMS[claim]
+    path = status_dir(root) / f"{claim}.json"
+    rec = {"claim": claim, "chapter": chapter, "paper": paper, "measured": f"In progress ({done} of {total} runs): "
+           + so_far.strip(), "verdict": "not yet run", "ours": f"{done} of {total} runs so far", "progress": [done, total],
+           "symlib": VERSION}
+    if path.exists():  # unchanged progress keeps its record
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if {k: old.get(k) for k in ("paper", "measured", "verdict", "progress")} == \
+                    {k: rec[k] for k in ("paper", "measured", "verdict", "progress")}:
+                return path
+        except (ValueError, AttributeError):
+            pass
+    rec["git_commit"] = git_commit()
+    atomic_write_text(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
 def short(measured: str, limit: int = 60) -> str:
     """The first clause of a measured sentence (up to its first '; '), cut to ``limit`` characters
     at a word boundary: the "ours" column of a record that gives none."""
@@ -159,8 +190,9 @@ def table(root: str | Path | None = None) -> pd.DataFrame:
                 rec = json.loads(path.read_text(encoding="utf-8"))
             except (ValueError, OSError) as e:  # not JSON, not UTF-8, a folder, unreadable
                 raise ValueError(f"corrupt status record {path} ({e}); re-run chapter {chapter!r} to rewrite it") from None
+            in_progress = isinstance(rec, dict) and rec.get("verdict") == "not yet run" and "progress" in rec
             if not (isinstance(rec, dict) and isinstance(rec.get("measured"), str)
-                    and rec.get("verdict") in VERDICTS[:-1]):
+                    and (rec.get("verdict") in VERDICTS[:-1] or in_progress)):
                 raise ValueError(f"malformed status record {path}: it needs a 'measured' sentence and a "
                                  f"'verdict' (one of {', '.join(VERDICTS[:-1])}); re-run chapter "
                                  f"{chapter!r} to rewrite it")

@@ -117,3 +117,42 @@ def test_command_line_refuses_bad_input_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         LM.main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_paired_figure_draws_each_pair_against_the_papers_guides():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = LM.paired_figure(_curves())
+    right = fig.axes[1]
+    guides = sorted(line.get_ydata()[0] for line in right.lines if line.get_color() == "grey")
+    assert guides == pytest.approx([0.0, LM.NO_WORSE])
+    deltas = [line.get_ydata().round(6).tolist() for line in right.lines if line.get_color() != "grey"]
+    assert sorted(deltas) == [[-0.003, -0.003]] * 2 + [[0.002], [0.002, 0.002]]  # kq_vo seeds 0, 1; vo seeds 1, 0
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:4] == ["variant", "baseline", "kq_vo", "vo"]
+    plt.close(fig)
+
+
+def test_coefficient_figure_one_panel_per_variant_and_coefficient():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = LM.coefficient_figure(LM.coefficient_frame(_curves()))
+    titles = sorted(a.get_title() for a in fig.axes)
+    assert titles == ["kq_vo · a_h", "kq_vo · b_h", "vo · a_h", "vo · b_h"]
+    empty = [a.get_title() for a in fig.axes if all(l.get_color() == "grey" for l in a.lines)]
+    assert empty == ["vo · a_h"]  # the VO model has no KQ term
+    plt.close(fig)
+
+
+def test_loss_figure_one_line_per_run_and_seed():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    curves = _curves().assign(train_loss=lambda c: c.val_loss - 0.5,
+                              run=lambda c: c.variant + " · " + c.precision)
+    fig = LM.loss_figure(curves)
+    lines = [l for l in fig.axes[1].lines if len(l.get_xdata())]
+    assert len(lines) == 6  # 3 variants × 2 seeds
+    assert min(min(l.get_ydata()) for l in lines) == pytest.approx(5.0 - 0.2 - 0.003 - 0.5)
+    plt.close(fig)

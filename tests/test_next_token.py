@@ -242,3 +242,12 @@ def test_complete_curves_keep_only_curves_with_every_n_of_their_grid():
     kept = NT.complete_curves(frame, configs)
     assert set(zip(kept["model.dim"], kept.seed)) == {(64, 0)} and len(kept) == len(grid_n)
     assert NT.complete_curves(frame.iloc[0:0], configs).empty
+
+
+def test_binding_progress_reports_the_largest_n_of_each_model():
+    table = _binding([(16, 0.95, 0.1), (4096, 0.5, 0.45)], [(256, 0.2, 0.1)])
+    text = NT.binding_progress(table)
+    assert text == ("transformer: test error 0.50 at n = 4096, 90% of it the other value (2 seeds); "
+                    "transformer + KQ & VO (identity ×10): test error 0.20 at n = 256, 50% of it the other value (2 seeds).")
+    with pytest.raises(ValueError, match="binding_table is empty"):
+        NT.binding_progress(table.iloc[0:0])

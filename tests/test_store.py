@@ -133,6 +133,27 @@ def test_status_records_and_table(tmp_path):
         status.table(tmp_path)
 
 
+
+def test_status_progress_keeps_the_grey_badge_shows_the_runs_and_yields_to_record(tmp_path):
+    status.progress("variable_binding", 11, 40, "plain test error 0.50 at n = 4096 (seed 0)", root=tmp_path)
+    row = status.table(tmp_path).set_index("claim").loc["variable_binding"]
+    assert row.verdict == "not yet run" and row.ours == "11 of 40 runs so far"
+    assert row.measured == "In progress (11 of 40 runs): plain test error 0.50 at n = 4096 (seed 0)"
+    assert 'data-verdict="not yet run"' in status.html_table(status.table(tmp_path))
+    status.record("variable_binding", "plain 0.50 at n = 4096", "partial", root=tmp_path)
+    assert status.table(tmp_path).set_index("claim").loc["variable_binding", "verdict"] == "partial"
+    for done, total in ((40, 40), (-1, 40), (3.0, 40)):
+        with pytest.raises(ValueError, match="0 <= done < total"):
+            status.progress("variable_binding", done, total, "x", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown claim"):
+        status.progress("nope", 1, 2, "x", root=tmp_path)
+    with pytest.raises(ValueError, match="so_far must be"):
+        status.progress("variable_binding", 1, 2, " ", root=tmp_path)
+    # a "not yet run" record that is not a progress record is still malformed
+    (tmp_path / "status" / "variable_binding.json").write_text('{"measured": "x", "verdict": "not yet run"}')
+    with pytest.raises(ValueError, match="malformed status record"):
+        status.table(tmp_path)
+
 # ----------------------------------------------------------------------------- committed data
 
 SAMPLE = 3          # records re-run per test session
