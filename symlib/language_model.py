@@ -113,6 +113,14 @@ MAIN_PRECISION: str | None = "bf16"  # from the pilot's bf16 check (`bf16_agrees
 MAIN_SEEDS = (0, 1, 2)
 
 
+def pairs_complete(frame: pd.DataFrame, variant: str = "kq_vo", seeds=MAIN_SEEDS) -> bool:
+    """Are the runs the verdict reads all stored — ``variant`` and the baseline on every seed of
+    ``seeds``?  The verdict of ``gpt2_wikitext`` is read then; KQ and VO alone, one seed each,
+    add to the chapter but not to the verdict."""
+    have = lambda v: set(frame.loc[frame.variant == v, "seed"])  # noqa: E731
+    return set(seeds) <= have(variant) & have(BASELINE)
+
+
 def main_steps(precision: str) -> int:
     """Steps of a main run: about 18 M tokens (8800 × 8 × 256) under bf16, half that in float32 —
     each run must finish within about two hours of one core (a checkpoint does not survive a

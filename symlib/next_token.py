@@ -5,6 +5,7 @@ and the verdict rules written before the runs.
   run of the point fit its training set (train error <= ``FIT_ERROR``).
 * :func:`n_star` — per (model, d): the smallest n whose seed-mean test error is below 0.1 and
   stays below 0.2 at every larger n of the grid, among points whose runs fit.
+* :func:`n_star_words` — one model's n* as a phrase, for numbers glued into the prose.
 * :func:`loglog_slope` — least-squares slope of log n* against log d, with its t interval.
 * :func:`copy_verdict` — the rule for the copy claim, stated in the chapter before the runs.
 * :func:`choose_vo_scale` — which multiplier of the VO term the copy sweep uses.
@@ -89,6 +90,20 @@ def n_star(frame: pd.DataFrame, below: float = N_STAR_BELOW, stays: float = N_ST
         rows.append({"model": model, "d": d, "n_star": stable_n_star(curve, below, stays),
                      "n_max": int(curve.n.max()), "unfit": int((~curve.fits).sum())})
     return pd.DataFrame(rows)
+
+
+def n_star_words(stars: pd.DataFrame) -> str:
+    """The n* of one model (rows of :func:`n_star`) as a phrase for the chapter's prose, e.g.
+    ``"256, 512 and > 1024 at $d$ = 32, 64 and 128"`` (``> N``: not reached by the largest n, N)."""
+    if stars.empty or stars.model.nunique() != 1:
+        raise ValueError("n_star_words needs the n* rows of exactly one model")
+    rows = stars.sort_values("d")
+    values = [str(int(r.n_star)) if math.isfinite(r.n_star) else f"> {r.n_max}" for r in rows.itertuples()]
+    return f"{_and(values)} at $d$ = {_and([str(d) for d in rows.d])}"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def loglog_slope(d, n_star, level: float = 0.95) -> dict[str, float]:

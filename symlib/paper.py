@@ -204,11 +204,40 @@ def _seeds(frame: pd.DataFrame) -> str:
     return f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
 
 
-def reproduce_note(experiment: str, frame: pd.DataFrame) -> str:
-    """Under a figure: the command that recomputes it, the runs and CPU-hours behind it (wall time ×
-    threads, as recorded) and the date the chapter was executed (Markdown)."""
+def reproduce_note(experiment: str, frame: pd.DataFrame, command: str | None = None, data: str = "") -> str:
+    """Under a figure: the command that recomputes it (``python -m symlib sweep EXPERIMENT`` unless
+    ``command`` names another), the runs and CPU-hours behind it (wall time × threads, as recorded),
+    the date the chapter was executed, and ``data``: a link to the plotted numbers
+    (:func:`figure_data`), if any (Markdown)."""
     import datetime
-    cpu = float((frame["wall_time_s"] * frame["threads"].fillna(1)).sum()) / 3600 if len(frame) else 0.0
-    return (f"*Reproduce:* `python -m symlib sweep {experiment}` recomputes the {len(frame)} runs behind this "
+    threads = frame["threads"].fillna(1) if "threads" in frame else 1   # runs without the column used one
+    cpu = float((frame["wall_time_s"] * threads).sum()) / 3600 if len(frame) else 0.0
+    command = command or f"python -m symlib sweep {experiment}"
+    return (f"*Reproduce:* `{command}` recomputes the {len(frame)} runs behind this "
             f"figure ({cpu:.1f} CPU-hours as recorded; stored runs are read, not recomputed); chapter executed "
-            f"{datetime.date.today():%Y-%m-%d}.")
+            f"{datetime.date.today():%Y-%m-%d}." + (f" {data}" if data else ""))
+
+
+FIGURE_DATA = "figures"   # <data root>/figures/<name>.csv: the numbers a figure plots
+
+
+def figure_data(name: str, plotted: pd.DataFrame, root=None) -> str:
+    """Write the numbers a figure plots to ``<data root>/figures/<name>.csv`` (atomically) and
+    return a Markdown link to it from a chapter page, ``"Plotted data: [name.csv](…)."``.  The link
+    is ``""`` where the data root is not the repository's ``data/`` (the smoke profile's scratch
+    store), whose files the site does not carry.  Glued into a page (``symlib.plots.glue_text``),
+    the link becomes a download of the file."""
+    import re
+    from pathlib import Path
+    from .store import atomic_write_text, default_root
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name or ""):
+        raise ValueError(f"figure data name {name!r}: use lower-case letters, digits, '-' and '_'")
+    if not isinstance(plotted, pd.DataFrame) or plotted.empty:
+        raise ValueError(f"figure data {name!r}: nothing to write (an empty or missing frame)")
+    root = Path(root) if root is not None else default_root()
+    path = root / FIGURE_DATA / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, plotted.to_csv(index=False, float_format="%.6g"))
+    if root.resolve() != REPO_DATA.resolve():
+        return ""
+    return f"Plotted data: [{name}.csv](../data/{FIGURE_DATA}/{name}.csv)."

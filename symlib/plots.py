@@ -7,6 +7,8 @@
 * :func:`curve_table` — mean per curve and n, for claim cells.
 * :func:`mean_log_loss` — one difficulty number per curve when n* is undefined.
 * :func:`learning_curves` — training and test loss against epoch, one line per run.
+* :func:`glue_figure`, :func:`glue_text` — hand a figure or a number in words to the page (myst-nb
+  glue), for numbered captions and for numbers in sentences.
 * :func:`run_summary` — per run: when it fit its training set, its last test loss, and the test
   loss that early stopping on the validation alphabet would have reported.
 
@@ -152,6 +154,19 @@ def run_summary(curves: pd.DataFrame, fit_below: float = 1e-3) -> pd.DataFrame:
         "val_epoch": best.epoch, "val_test_loss": best.test_loss, "val_test_error": best.test_error,
     })
     return out.sort_values(["model", "n", "seed"]).reset_index()
+
+
+def glue_text(name: str, text: str) -> str:
+    """Hand ``text`` (MyST Markdown, e.g. a formatted number) to the page under ``name``: the
+    role ``{glue:md}`name:myst``` in a Markdown cell inserts it inline (``:myst`` parses its
+    math), so prose quotes the computation instead of retyping it.  Shows nothing in the code
+    cell; returns ``text``."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"glue_text({name!r}) needs a non-empty string, got {text!r}")
+    glue(name, Markdown(text), display=False)
+    return text
 
 
 def glue_figure(name: str, fig=None) -> None:

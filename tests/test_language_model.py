@@ -156,3 +156,11 @@ def test_loss_figure_one_line_per_run_and_seed():
     assert len(lines) == 6  # 3 variants × 2 seeds
     assert min(min(l.get_ydata()) for l in lines) == pytest.approx(5.0 - 0.2 - 0.003 - 0.5)
     plt.close(fig)
+
+
+def test_pairs_complete_needs_the_variant_and_the_baseline_on_every_seed():
+    pairs = runs([("baseline", 0, 5.0), ("kq_vo", 0, 4.9), ("baseline", 1, 5.0), ("kq_vo", 1, 4.9), ("vo", 2, 4.9)])
+    assert LM.pairs_complete(pairs, seeds=(0, 1))
+    assert not LM.pairs_complete(pairs, seeds=(0, 1, 2))          # seed 2 has no pair
+    assert not LM.pairs_complete(pairs[pairs.variant != "baseline"], seeds=(0,))
+    assert LM.pairs_complete(pairs, variant="vo", seeds=()) and not LM.pairs_complete(pairs, variant="vo", seeds=(2,))

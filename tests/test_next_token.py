@@ -251,3 +251,12 @@ def test_binding_progress_reports_the_largest_n_of_each_model():
                     "transformer + KQ & VO (identity ×10): test error 0.20 at n = 256, 50% of it the other value (2 seeds).")
     with pytest.raises(ValueError, match="binding_table is empty"):
         NT.binding_progress(table.iloc[0:0])
+
+
+def test_n_star_words_lists_reached_and_unreached_values_in_order_of_d():
+    stars = pd.DataFrame({"model": ["m"] * 3, "d": [128, 32, 64], "n_star": [float("nan"), 256.0, 512.0],
+                          "n_max": [1024, 1024, 1024], "unfit": [0, 0, 0]})
+    assert NT.n_star_words(stars) == "256, 512 and > 1024 at $d$ = 32, 64 and 128"
+    assert NT.n_star_words(stars.iloc[[1]]) == "256 at $d$ = 32"
+    with pytest.raises(ValueError, match="exactly one model"):
+        NT.n_star_words(stars.assign(model=["a", "b", "a"]))

@@ -66,3 +66,25 @@ def test_reproduce_note_names_the_command_runs_and_cpu_hours():
     frame = pd.DataFrame({"wall_time_s": [1800.0, 3600.0], "threads": [2, 1]})
     note = paper.reproduce_note("fig2", frame)
     assert "`python -m symlib sweep fig2`" in note and "the 2 runs" in note and "2.0 CPU-hours" in note
+
+
+def test_reproduce_note_takes_another_command_and_a_data_link():
+    frame = pd.DataFrame({"wall_time_s": [3600.0], "threads": [1]})
+    note = paper.reproduce_note("main", frame, command="python -m symlib.language_model main",
+                                data="Plotted data: [x.csv](../data/figures/x.csv).")
+    assert "`python -m symlib.language_model main`" in note and "sweep" not in note
+    assert note.endswith("Plotted data: [x.csv](../data/figures/x.csv).")
+
+
+def test_figure_data_writes_the_csv_and_links_it_only_from_the_books_store(tmp_path, monkeypatch):
+    plotted = pd.DataFrame({"n": [8, 16], "test_error": [0.5, 1 / 3]})
+    assert paper.figure_data("nt-copy", plotted, root=tmp_path) == ""   # a scratch store: no link
+    back = pd.read_csv(tmp_path / "figures" / "nt-copy.csv")
+    assert back.n.tolist() == [8, 16] and back.test_error.round(6).tolist() == [0.5, 0.333333]
+    monkeypatch.setattr(paper, "REPO_DATA", tmp_path)                   # as if tmp_path were data/
+    assert paper.figure_data("nt-copy", plotted, root=tmp_path) == \
+        "Plotted data: [nt-copy.csv](../data/figures/nt-copy.csv)."
+    with pytest.raises(ValueError, match="lower-case letters"):
+        paper.figure_data("../evil", plotted, root=tmp_path)
+    with pytest.raises(ValueError, match="nothing to write"):
+        paper.figure_data("empty", plotted.iloc[0:0], root=tmp_path)

@@ -84,3 +84,17 @@ def test_learning_curves(curves):
     assert [a.get_ylabel() for a in fig.axes] == ["train loss", "test loss"]
     with pytest.raises(ValueError, match="curves frame is empty"):
         learning_curves(curves.iloc[:0])
+
+
+def test_glue_text_hands_markdown_to_the_page_and_refuses_empty_text(monkeypatch):
+    import myst_nb
+    from symlib.plots import glue_text
+    glued = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.append((name, value, display)))
+    assert glue_text("delta", "**−0.8 %**") == "**−0.8 %**"
+    [(name, value, display)] = glued
+    assert (name, display) == ("delta", False)
+    assert value._repr_markdown_() == "**−0.8 %**"   # rendered inline by {glue:md}`delta`
+    for bad in ("", 0.5, None):
+        with pytest.raises(ValueError, match="needs a non-empty string"):
+            glue_text("delta", bad)
