@@ -165,3 +165,20 @@ def _distinct_draws(rng: np.random.Generator, m: int, w: int, alphabet: int) -> 
         if not bad.any():
             return out.astype(np.int64)
         out[bad] = rng.integers(0, alphabet, size=(int(bad.sum()), w))
+
+
+def split_figure(data: TaskData, title: str | None = None):
+    """How often each token id occurs in the strings of each split (a step histogram, colour =
+    split): three disjoint ranges of ids.  Chapter *Template tasks*, the disjoint-alphabet split."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    ids = pd.concat([pd.DataFrame({"token id": data.x[s].flatten().numpy(), "split": s}) for s in SPLITS])
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    sns.histplot(ids, x="token id", hue="split", hue_order=list(SPLITS), bins=120, element="step", ax=ax)
+    ax.set_ylabel("occurrences")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -28,6 +28,9 @@ What is here:
 
 The KQ identity (``a`` > 0) [ours]: the readout is the mean over query rows i of
 ``softmax(β u + a (X Xᵀ + γ² I)_i)``; at ``a = 0`` every row equals the brief's κ.
+
+The chapter's figures, drawn from those tables: :func:`width_convergence_figure`,
+:func:`eigen_grid_figure`, :func:`kq_gain_figure`, :func:`regression_figure`.
 """
 
 from __future__ import annotations
@@ -729,3 +732,108 @@ def last_layer_wide(task: str, ns: Sequence[int], dim: int, scales: Sequence[flo
                              "train_loss": res.metrics["train_loss"], "test_loss": res.metrics["test_loss"],
                              "min_norm_test_loss": float(np.mean((F["test"] @ w - yt) ** 2))})
     return rows
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+#
+# Each takes a frame of the chapter's cached tables and returns a matplotlib figure, which the chapter
+# hands to the page with :func:`symlib.plots.glue_figure` (numbered caption, alt text).  Seaborn and
+# matplotlib are imported inside, so computing kernels does not need them.
+
+
+def width_convergence_figure(conv):
+    """RMS error of the finite random-features transformer's empirical kernels against κ and K_trans
+    (:func:`width_convergence`: columns ``width``, ``seed``, ``kappa_error``, ``k_trans_error``)
+    against the width, band = min–max over seeds, with the Monte Carlo rate width^-1/2 dotted
+    through κ's error at the smallest width.  Chapter *The transformer random-features kernel*, κ three ways."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    conv = pd.DataFrame(conv)
+    long = conv.melt(id_vars=["width", "seed"], value_vars=["kappa_error", "k_trans_error"],
+                     var_name="kernel", value_name="RMS error")
+    long["kernel"] = long["kernel"].map({"kappa_error": "κ̂ (attention)", "k_trans_error": "K̂_trans (after MLP)"})
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(long, x="width", y="RMS error", hue="kernel", marker="o", errorbar=("pi", 100), ax=ax)
+    w = np.array(sorted(conv["width"].unique()), dtype=float)
+    ax.plot(w, conv[conv["width"] == w[0]]["kappa_error"].mean() * (w / w[0]) ** -0.5, "k:", lw=1,
+            label="∝ width^-1/2 (Monte Carlo rate)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(w, [f"{x:g}" for x in w])
+    ax.minorticks_off()
+    ax.set(yscale="log", xlabel="width (heads = dim_head; MLP 4 × width)",
+           ylabel="RMS entry error", title="finite random-features transformer → κ, K_trans")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def eigen_grid_figure(eig):
+    """λ_min(N) against β, one line per γ, one panel per task (at most three a row, one shared
+    legend), from :func:`eigen_grid` (columns ``task``, ``beta``, ``gamma``, ``lambda_min``).
+    Chapter *The transformer random-features kernel*, the template matrix N."""
+    import seaborn as sns
+    tasks = list(dict.fromkeys(eig["task"]))
+    g = sns.relplot(eig, x="beta", y="lambda_min", hue="gamma", col="task", col_order=tasks, col_wrap=min(3, len(tasks)),
+                    kind="line", marker="o", palette="viridis", height=3.2, aspect=1.0, facet_kws={"sharey": False})
+    betas = sorted(eig["beta"].unique())
+    g.set(xscale="log", yscale="log")
+    g.set_axis_labels("β (logit scale)", "λ_min(N)")
+    for ax in g.axes.flat:
+        ax.set_xticks(betas, [f"{b:g}" for b in betas], minor=False)
+        ax.set_xticks([], minor=True)
+    g.set_titles("{col_name}")
+    g.legend.set_title("γ")
+    g.figure.suptitle("Smallest eigenvalue of the template matrix (plain attention, ReLU MLP)", y=1.03)
+    return g.figure
+
+
+def kq_gain_figure(kq):
+    """λ_min(N) at (β, γ) = (1, 1) against the KQ stand-in's strength a, one line per task (columns
+    ``task``, ``a``, ``lambda_min``).  Chapter *The transformer random-features kernel*, the KQ identity."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(kq, x="a", y="lambda_min", hue="task", marker="o", ax=ax)
+    ax.set(yscale="log", xlabel="a (KQ identity strength)", ylabel="λ_min(N) at (β, γ) = (1, 1)",
+           title="Conditioning of N with the KQ identity term")
+    fig.tight_layout()
+    return fig
+
+
+def kernel_label(a: float) -> str:
+    """How the chapter names the kernel of KQ strength ``a``: ``plain`` or ``KQ, a = 3``."""
+    return "plain" if a == 0 else f"KQ, a = {a:g}"
+
+
+def regression_figure(reg, pred):
+    """Kernel regression on fresh symbols, one panel per task: test loss against n per kernel
+    (:func:`regression_curves`, columns ``task``, ``a``, ``n``, ``seed``, ``test_loss``; mean over
+    seeds, band min–max) and, dashed in the same colour, the prediction from N alone
+    (:func:`effective_test_loss`; ``pred`` with ``task``, ``a``, ``n``, ``test_loss``); one shared
+    legend.  Chapter *The transformer random-features kernel*, kernel regression on fresh symbols."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+    from .plots import loss_vs_n
+    tasks = list(dict.fromkeys(reg["task"]))
+    a_values = sorted(reg["a"].unique())
+    order = [kernel_label(a) for a in a_values]
+    colours = dict(zip(a_values, sns.color_palette(n_colors=len(a_values))))
+    reg = reg.assign(kernel=reg["a"].map(kernel_label))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 4), sharey=True, squeeze=False)
+    axes = list(axes.flat)
+    for ax, task in zip(axes, tasks):
+        loss_vs_n(reg[reg["task"] == task], hue="kernel", hue_order=order, ax=ax, title=task)
+        for a, d in pred[pred["task"] == task].groupby("a"):
+            ax.plot(d["n"], d["test_loss"], ls="--", lw=1, color=colours.get(a, "grey"))
+        ax.set_xlabel("n (training samples)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="--", lw=1, color="grey"))
+    labels.append("prediction from N alone (colour = its kernel)")
+    for ax in axes:
+        ax.get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 3), fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle("kernel regression with K_trans, (β, γ) = (1, 1), fresh test symbols")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

@@ -18,8 +18,8 @@ KS permutation test, :func:`paired_ks_test`); :func:`across_n` measures the test
 ``1 + E[F²] − 2 E[yF]`` across ``n``, or any other analysis of a trained net, such as
 :func:`unseen_rows_effect` (what the frozen unseen rows do to MLP + XXᵀ's test loss, used by the
 chapter *Regression experiments*).  Results that take minutes are computed once into
-``data/mlp_failure/*.json`` by :func:`symlib.store.cached_result` (atomic, with config and provenance).  Chapter:
-*MLPs cannot reason with unseen symbols*.
+``data/mlp_failure/*.json`` by :func:`symlib.store.cached_result` (atomic, with config and provenance);
+:func:`two_sample_figure` and :func:`across_n_figure` draw them.  Chapter: *MLPs cannot reason with unseen symbols*.
 """
 
 from __future__ import annotations
@@ -356,3 +356,48 @@ def across_n_configs(models: list[ModelConfig], n: list[int], seeds: list[int],
     """The chapter's sweep: same/different, each model × n × seed, paper test split."""
     return [run_config("same_different", m, train, DataConfig(n=k), seed=s)
             for m in models for k in n for s in seeds]
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+
+
+def two_sample_figure(rows: dict):
+    """Empirical CDFs of the trained networks' outputs on one fresh ``αα`` and one fresh ``γδ``
+    (one point per seed), one panel per model (at most three a row), one shared legend.  ``rows``:
+    ``{model label: frame of} :func:`two_sample_experiment` rows`` (columns ``same``, ``diff``).
+    Chapter *MLPs cannot reason with unseen symbols*, the two-sample test."""
+    import pandas as pd
+    import seaborn as sns
+    outputs = pd.concat([pd.DataFrame({"model": label, "string": string, "output": pd.DataFrame(r)[column]})
+                         for label, r in rows.items()
+                         for string, column in (("αα (same)", "same"), ("γδ (different)", "diff"))], ignore_index=True)
+    g = sns.displot(outputs, x="output", hue="string", col="model", col_wrap=min(3, len(rows)), kind="ecdf",
+                    height=3.2, aspect=1.3, facet_kws={"sharex": False})
+    g.set_titles("{col_name}")
+    g.set_axis_labels("output F on the unseen string", "share of seeds")
+    g.figure.suptitle("Output on one fresh unseen string per trained network (one point per seed)", y=1.04)
+    return g.figure
+
+
+def across_n_figure(across):
+    """Test MSE and ``E[F²]`` on the unseen test strings against n, one colour per model, line style
+    the quantity, band min–max over seeds, the trivial level 1 dotted.  ``across``: :func:`across_n`
+    rows with a ``model`` column.  Chapter *MLPs cannot reason with unseen symbols*, test loss across n."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    long = pd.DataFrame(across).melt(id_vars=["model", "n", "seed"], value_vars=["test_loss", "mean_f2"],
+                                     var_name="quantity", value_name="value")
+    long["quantity"] = long["quantity"].map({"test_loss": "test MSE", "mean_f2": "E[F²] (test)"})
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sns.lineplot(long, x="n", y="value", hue="model", style="quantity", markers=True, errorbar=("pi", 100), ax=ax)
+    ax.axhline(1.0, color="grey", lw=1, ls=":")
+    ns = sorted(long["n"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.minorticks_off()
+    ax.set(xlabel="training samples n (= train alphabet size)", ylabel="",
+           title="same/different, unseen test alphabet")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title_fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -18,6 +18,8 @@ that does to the copy signal an unseen token receives.
 * :func:`vo_copy_error` — the copy mechanism by construction: the VO path ``b_h A_h X`` hands the
   attended embedding itself to the tied unembedding, for any d; :func:`vo_gradient_at_init` — the
   gradient that makes ``b_h`` grow from its initial 0, string by string.
+* :func:`dilution_figure`, :func:`projection_figure`, :func:`projection_vs_d_figure`,
+  :func:`copy_signal_figure` — the chapter's figures, from the rows above.
 
 Chapter: *Next-token prediction and the inverse scaling law*.
 """
@@ -413,3 +415,126 @@ def span_grid(model: ModelConfig, train: TrainConfig, dims: list[int], ns: list[
         return {"rows": rows}
     return cached_result(Path(root or default_root()) / "next_token_theory" / "span.json", config, compute,
                          recompute, store)
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+#
+# Each takes the chapter's frames (rows of :func:`dilution_grid` and :func:`span_grid`) and returns a
+# matplotlib figure, handed to the page by :func:`symlib.plots.glue_figure`.  Dotted grey diagonals
+# are the predictions of the argument (m/d, n/(n+d+1)).
+
+
+def _d_labels(frame):
+    """``frame`` with ``d`` as the label ``d = 16``, and those labels in numerical order."""
+    ds = sorted(frame["d"].unique())
+    return frame.assign(d=frame["d"].map("d = {}".format)), [f"d = {d}" for d in ds]
+
+
+def _diagonal(ax) -> None:
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":")
+
+
+def dilution_figure(dil, dil_adam):
+    """The linear copier (:func:`dilution_grid` rows).  Left: train and test copy error against n,
+    colour d, line style the split (gradient descent).  Right: an unseen token's copy signal over a
+    training token's against n/(n+d+1), gradient descent and the Adam control (``dil_adam``), with
+    the prediction dotted.  One shared legend.  Chapter *Next-token prediction and the inverse
+    scaling law*, margin dilution."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.ticker import ScalarFormatter
+    dil, dil_adam = pd.DataFrame(dil), pd.DataFrame(dil_adam)
+    curves = dil.melt(id_vars=["d", "n", "seed"], value_vars=["test_error", "train_error"], var_name="split",
+                      value_name="error").replace({"split": {"test_error": "test (unseen)", "train_error": "train"}})
+    curves, left = _d_labels(curves)
+    both, order = _d_labels(pd.concat([dil.assign(optimizer="gradient descent"), dil_adam.assign(optimizer="Adam (control)")]))
+    palette = dict(zip(order, sns.color_palette("viridis", len(order))))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    sns.lineplot(curves, x="n", y="error", hue="d", hue_order=left, style="split", marker="o", palette=palette,
+                 errorbar=None, ax=axes[0])
+    axes[0].set_xscale("log", base=2)
+    axes[0].xaxis.set_major_formatter(ScalarFormatter())
+    axes[0].set(xlabel="training tokens n", ylabel="copy error (argmax over the vocabulary)",
+                title="linear copier, gradient descent")
+    sns.scatterplot(both, x="hebbian", y="gain_ratio", hue="d", hue_order=order, style="optimizer",
+                    palette=palette, s=45, ax=axes[1])
+    _diagonal(axes[1])
+    axes[1].set(xlabel="n / (n + d + 1)   (≈ m/d for n ≪ d)", ylabel="unseen / training copy signal",
+                title="copy signal of an unseen token")
+    handles, labels = {}, []
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = h
+                labels.append(label)
+        ax.get_legend().remove()
+    fig.legend([handles[label] for label in labels], labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def projection_figure(probe):
+    """The lemma on trained models (:func:`span_grid` rows): the unseen embeddings' mean squared
+    projection on the first-layer reads' update span against m/d, colour n, marker whether the
+    model fits its training set (column ``fits``), the lemma's m/d dotted.  Chapter *Next-token
+    prediction and the inverse scaling law*, measuring the mechanism."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    shown = probe.assign(n=probe["n"].map("n = {}".format),
+                         fits=probe["fits"].map({True: "fits its training set", False: "does not fit"}))
+    sns.scatterplot(shown, x="reads_m_over_d", y="reads_unseen", hue="n", style="fits",
+                    style_order=["fits its training set", "does not fit"], palette="viridis", s=60, ax=ax)
+    ax.get_legend().set_title(None)
+    _diagonal(ax)
+    ax.set(xlabel="m / d  (dimension of the update span of the first-layer reads / d)",
+           ylabel="unseen embeddings: mean squared projection", title="Lemma: an independent span catches m/d")
+    fig.tight_layout()
+    return fig
+
+
+def projection_vs_d_figure(probe):
+    """Squared projections on the reads' update span against d — unseen and training embeddings,
+    and the lemma's m/d (dashed) — one panel per n (at most three a row), band min–max over
+    seeds, one shared legend.  Chapter *Next-token prediction and the inverse scaling law*."""
+    import seaborn as sns
+    long = probe.melt(id_vars=["d", "n", "seed"], value_vars=["reads_unseen", "reads_train", "reads_m_over_d"],
+                      var_name="quantity", value_name="value")
+    long["quantity"] = long["quantity"].map({"reads_unseen": "unseen embeddings", "reads_train": "training embeddings",
+                                             "reads_m_over_d": "m / d (lemma)"})
+    ns = sorted(long["n"].unique())
+    g = sns.relplot(long, x="d", y="value", hue="quantity", style="quantity", col="n", col_order=ns,
+                    col_wrap=min(3, len(ns)), kind="line", markers=True, dashes=[(1, 0), (1, 0), (3, 2)], height=3.2,
+                    errorbar=("pi", 100))
+    dims = sorted(long["d"].unique())
+    for ax in g.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.minorticks_off()
+    g.set(ylim=(0, 1.05))
+    g.set_axis_labels("embedding dimension d", "squared projection on the update span")
+    g.set_titles("n = {col_name}")
+    return g.figure
+
+
+def copy_signal_figure(fitted):
+    """Trained copy transformers that fit their training set (:func:`span_grid` rows with
+    ``predicted`` = n_tok/(n_tok+d+1) and ``reset_gain_ratio``): an unseen token's copy signal over
+    a training token's against the prediction, as trained and with the unseen rows reset to their
+    initial values, colour d, the prediction dotted.  Chapter *Next-token prediction and the inverse
+    scaling law*, the copy signal an unseen token receives."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    sig = fitted.melt(id_vars=["d", "n", "seed", "predicted"], value_vars=["gain_ratio", "reset_gain_ratio"],
+                      var_name="unseen rows", value_name="ratio")
+    sig["unseen rows"] = sig["unseen rows"].map({"gain_ratio": "as trained (Adam)", "reset_gain_ratio": "reset to init"})
+    sig, order = _d_labels(sig)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    sns.scatterplot(sig, x="predicted", y="ratio", hue="d", hue_order=order, style="unseen rows", palette="viridis",
+                    s=60, ax=ax)
+    _diagonal(ax)
+    ax.set(xlabel="n_tok / (n_tok + d + 1)   (margin dilution, ≈ m/d)", ylabel="unseen / training copy signal",
+           title="trained copy transformers that fit their training set")
+    fig.tight_layout()
+    return fig

@@ -48,6 +48,9 @@ CPU time; provenance), written atomically and reused when the same config is ask
 **Heads** (:func:`head_frame`): per layer, head and matrix ``qk`` / ``ov``, the diagonal z-score of
 :func:`symlib.heads.identity_likeness` against its random low-rank null, for our GPT (any weights),
 SmolLM2 (:class:`LlamaHeads`) and a Hugging Face GPT-2 (:func:`gpt2_head_frame`).
+
+**Figures** of the chapter: :func:`sample_efficiency_figure`, :func:`head_z_figure`,
+:func:`plot_head_matrices`.
 """
 
 from __future__ import annotations
@@ -908,20 +911,59 @@ def head_matrices(model, frame: pd.DataFrame, size: int | None = 64) -> list[dic
 
 
 def plot_head_matrices(selection: list[dict], title: str | None = None):
-    """Heatmaps of :func:`head_matrices` in one row, a diverging map centred on 0; returns the figure."""
+    """Heatmaps of :func:`head_matrices`, a diverging map centred on 0, at most three a row (four —
+    most and least identity-like of ``qk`` and ``ov`` — as two rows of two, one row per kind);
+    returns the figure.  Chapter *Pretraining*, identity-like heads."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    fig, axes = plt.subplots(1, len(selection), figsize=(3.2 * len(selection), 3.2), squeeze=False)
-    for ax, s in zip(axes[0], selection):
+    ncols = 2 if len(selection) == 4 else min(3, len(selection))
+    nrows = math.ceil(len(selection) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, s in zip(axes.flat, selection):
         lim = float(np.abs(s["matrix"]).max()) or 1.0
         sns.heatmap(s["matrix"], ax=ax, cmap="RdBu_r", vmin=-lim, vmax=lim, square=True, cbar=False,
                     xticklabels=False, yticklabels=False)
         ax.set_title(f"{s['kind']} layer {s['layer']} head {s['head']}\n{s['which']} identity-like, z = {s['z']:.1f}",
                      fontsize=9)
+    for ax in list(axes.flat)[len(selection):]:
+        ax.set_visible(False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def sample_efficiency_figure(runs: pd.DataFrame):
+    """Test loss on strings of unseen tokens against the number of fine-tuning strings n, pretrained
+    solid and from scratch dashed, mean over seeds with the band from the lowest to the highest; one
+    panel per model (column ``model_name``, at most three a row), one shared legend; the n*
+    threshold :data:`THRESHOLD` black, the trivial level 1 dotted.  ``runs``: :func:`finetune_frame`
+    with ``model_name``.  Chapter *Pretraining*, sample efficiency."""
+    import seaborn as sns
+    models = list(dict.fromkeys(runs["model_name"]))
+    g = sns.relplot(data=runs, x="n", y="test_loss", hue="init", hue_order=list(INITS), style="init",
+                    style_order=list(INITS), col="model_name", col_order=models, col_wrap=min(3, len(models)),
+                    kind="line", errorbar=("pi", 100), markers=True, dashes={"pretrained": "", "scratch": (4, 2)},
+                    height=3.6, aspect=1.25, facet_kws={"sharex": False})
+    for ax in g.axes.flat:
+        ax.set(xscale="log", yscale="log")
+        ax.axhline(1.0, color="grey", ls=":", lw=1)
+        ax.axhline(THRESHOLD, color="black", lw=0.6)
+    g.set_titles("{col_name}")
+    g.set_axis_labels("fine-tuning strings n", "test loss (MSE), unseen tokens")
+    return g.figure
+
+
+def head_z_figure(heads: pd.DataFrame):
+    """Every head's diagonal z-score (:func:`head_frame` rows of several models), one strip per
+    model, colour the kind (``qk``, ``ov``), the null's 0 black.  Chapter *Pretraining*,
+    identity-like heads."""
+    import seaborn as sns
+    g = sns.catplot(data=heads, x="model", y="z", hue="kind", hue_order=["qk", "ov"], kind="strip", dodge=True,
+                    height=3.6, aspect=2, alpha=0.7)
+    g.ax.axhline(0, color="black", lw=0.6)
+    g.set_axis_labels("", "diagonal z-score")
+    return g.figure
 
 
 # ----------------------------------------------------------------------------- checks

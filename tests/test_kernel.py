@@ -1,12 +1,18 @@
 """The transformer random-features kernel (symlib.kernel): κ three ways, K_trans, the template
 matrix N, and kernel regression on fresh symbols."""
 
-import numpy as np
-import pytest
+import matplotlib
 
-from symlib import kernel as K
-from symlib import symbolic as S
-from symlib.tasks import get_task
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from symlib import kernel as K  # noqa: E402
+from symlib import symbolic as S  # noqa: E402
+from symlib.tasks import get_task  # noqa: E402
 
 STRINGS = ["aba", "abb", "cdc", "cdd", "aab", "eee"]
 
@@ -170,3 +176,50 @@ def test_local_order_and_sharing_degree():
     assert abs(K.local_order([1, 2, 4], [3, 48, 768]) - 4) < 1e-9
     x = np.array([[0, 1], [1, 2], [3, 4]])
     assert K.sharing_degree(x).tolist() == [1, 1, 0]
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+
+
+def test_width_convergence_figure_draws_both_kernels_and_the_monte_carlo_rate():
+    conv = [{"width": w, "seed": s, "kappa_error": 0.4 / w ** 0.5, "k_trans_error": 0.2 / w ** 0.5}
+            for w in (4, 16, 64) for s in (0, 1)]
+    fig = K.width_convergence_figure(conv)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    rate = lines["∝ width^-1/2 (Monte Carlo rate)"]
+    np.testing.assert_allclose(rate.get_ydata(), [0.2, 0.1, 0.05])         # through κ's error at width 4
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["κ̂ (attention)", "K̂_trans (after MLP)"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["4", "16", "64"]
+    plt.close(fig)
+
+
+def test_eigen_grid_and_kq_figures_one_panel_per_task_and_a_shared_legend():
+    eig = pd.DataFrame([{"task": t, "beta": b, "gamma": g, "lambda_min": 1e-3 * b * g}
+                        for t in ("same_different", "aba_abb", "majority-4") for b in (0.5, 1.0) for g in (0.5, 1.0)])
+    fig = K.eigen_grid_figure(eig)
+    assert [a.get_title() for a in fig.axes] == ["same_different", "aba_abb", "majority-4"]
+    assert all(a.get_legend() is None for a in fig.axes) and len(fig.legends) == 1
+    assert all(a.get_xscale() == "log" and a.get_yscale() == "log" for a in fig.axes)
+    plt.close(fig)
+    kq = pd.DataFrame([{"task": t, "a": a, "lambda_min": 1e-3 * (1 + a)} for t in ("same_different", "aba_abb") for a in (0, 1, 3)])
+    fig = K.kq_gain_figure(kq)
+    assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].get_lines()) >= 2
+    plt.close(fig)
+
+
+def test_regression_figure_one_panel_per_task_with_dashed_predictions_and_one_legend():
+    ns = [4, 16, 64]
+    reg = pd.DataFrame([{"task": t, "a": a, "n": n, "seed": s, "test_loss": 1 / (1 + a + n / 16), "train_loss": 0.0}
+                        for t in ("same_different", "aba_abb") for a in (0.0, 3.0) for n in ns for s in (0, 1)])
+    pred = pd.DataFrame([{"task": t, "a": a, "n": n, "test_loss": 1 / (1 + n / 32)}
+                         for t in ("same_different", "aba_abb") for a in (0.0, 3.0) for n in ns])
+    assert K.kernel_label(0.0) == "plain" and K.kernel_label(3.0) == "KQ, a = 3"
+    fig = K.regression_figure(reg, pred)
+    assert [a.get_title() for a in fig.axes] == ["same_different", "aba_abb"]
+    assert all(a.get_legend() is None for a in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:2] == ["plain", "KQ, a = 3"] and labels[-1].startswith("prediction from N alone")
+    dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 2                                                  # one prediction per kernel
+    plt.close(fig)

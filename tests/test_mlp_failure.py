@@ -1,14 +1,20 @@
 """The MLP-failure theorem's checks (symlib.mlp_failure): frozen rows, exact equivariance, the paired
 two-sample test, the test-loss decomposition."""
 
-import numpy as np
-import pytest
-import torch
-from scipy import stats
+import matplotlib
 
-import symlib as S
-from symlib import mlp_failure as E
-from symlib.store import RunStore
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from scipy import stats  # noqa: E402
+
+import symlib as S  # noqa: E402
+from symlib import mlp_failure as E  # noqa: E402
+from symlib.store import RunStore  # noqa: E402
 
 SMALL = S.DataConfig(n=32, n_test=64, test_alphabet=64, n_val=16, val_alphabet=16)
 
@@ -127,3 +133,30 @@ def test_rotation_form_holds_for_sgd_and_momentum_not_for_adam_with_weight_decay
     assert r["max_gap"] > 1e-3 * r["output_scale"]
     q = E.random_rotation(5, seed=1)
     assert torch.allclose(q @ q.T, torch.eye(5), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+
+
+def test_two_sample_figure_one_ecdf_panel_per_model_and_a_shared_legend():
+    rows = {"MLP": pd.DataFrame({"same": [0.1, -0.2, 0.3], "diff": [0.0, 0.2, -0.1]}),
+            "MLP + XXᵀ": pd.DataFrame({"same": [0.8, 0.9], "diff": [-0.7, -0.6]})}
+    fig = E.two_sample_figure(rows)
+    assert [a.get_title() for a in fig.axes] == ["MLP", "MLP + XXᵀ"]
+    assert all(len(a.get_lines()) == 2 for a in fig.axes)                  # one ECDF per string
+    assert len(fig.legends) == 1 and all(a.get_legend() is None for a in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["αα (same)", "γδ (different)"]
+    plt.close(fig)
+
+
+def test_across_n_figure_draws_loss_and_second_moment_with_the_trivial_level():
+    across = pd.DataFrame([{"model": m, "n": n, "seed": s, "test_loss": 1.0 if m == "MLP" else 0.1,
+                            "mean_f2": 0.05} for m in ("MLP", "MLP + XXᵀ") for n in (4, 16) for s in (0, 1)])
+    fig = E.across_n_figure(across)
+    ax = fig.axes[0]
+    trivial = [line for line in ax.get_lines() if list(line.get_ydata()) == [1.0, 1.0] and line.get_linestyle() == ":"]
+    assert len(trivial) == 1
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["4", "16"]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"MLP", "MLP + XXᵀ", "test MSE", "E[F²] (test)"} <= set(labels)
+    plt.close(fig)

@@ -4,11 +4,17 @@ of a trained model (Adam), copying by construction and the gradient of b_h at in
 
 import math
 
-import pytest
-import torch
+import matplotlib
 
-import symlib as S
-from symlib import next_token_theory as P
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import symlib as S  # noqa: E402
+from symlib import next_token_theory as P  # noqa: E402
 
 COPY = S.DataConfig(n=16, n_test=40, test_alphabet=40, n_val=8, val_alphabet=8)
 TINY = S.ModelConfig(dim=32, depth=1, heads=1, dim_head=16, mlp_dim=32)
@@ -164,3 +170,64 @@ def test_probes_need_a_next_token_model():
     mlp = S.build_model(S.ModelConfig(kind="mlp", hidden=8), 20, 2, "regression", seed=0)
     with pytest.raises(ValueError, match="NextTokenTransformer"):
         P.final_hidden(mlp, torch.zeros(1, 2, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+
+
+def _probe():
+    """Trained-model rows: unseen projection = m/d, training projection above it; d = 16 fits."""
+    rows = []
+    for d in (16, 64):
+        for n in (8, 32):
+            for seed in (0, 1):
+                m = min(n, d) / d
+                rows.append({"d": d, "n": n, "seed": seed, "reads_m_over_d": m, "reads_unseen": m,
+                             "reads_train": min(1.0, 2 * m), "fits": d == 16, "predicted": n / (n + d + 1),
+                             "gain_ratio": 0.5 * n / (n + d + 1), "reset_gain_ratio": n / (n + d + 1)})
+    return pd.DataFrame(rows)
+
+
+def _diagonals(ax):
+    return [line for line in ax.get_lines() if list(line.get_xdata()) == [0, 1] and list(line.get_ydata()) == [0, 1]]
+
+
+def test_dilution_figure_two_panels_the_prediction_and_one_shared_legend():
+    dil = pd.DataFrame([{"d": d, "n": n, "seed": 0, "test_error": 1.0 if n < 4 * d else 0.0, "train_error": 0.0,
+                         "hebbian": n / (n + d + 1), "gain_ratio": n / (n + d + 1)} for d in (16, 64) for n in (4, 64, 256)])
+    adam = dil[dil.n <= 64].assign(gain_ratio=lambda f: f.gain_ratio / 2)
+    fig = P.dilution_figure(dil, adam)
+    left, right = fig.axes
+    assert left.get_title() == "linear copier, gradient descent" and left.get_xscale() == "log"
+    assert len(_diagonals(right)) == 1
+    assert all(a.get_legend() is None for a in fig.axes) and len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels.count("d = 16") == 1 and {"test (unseen)", "train", "gradient descent", "Adam (control)"} <= set(labels)
+    plt.close(fig)
+
+
+def test_projection_and_copy_signal_figures_draw_the_prediction():
+    probe = _probe()
+    fig = P.projection_figure(probe)
+    ax = fig.axes[0]
+    assert len(_diagonals(ax)) == 1
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"n = 8", "n = 32", "fits its training set", "does not fit"} <= set(labels)
+    plt.close(fig)
+    fig = P.copy_signal_figure(probe[probe.fits])
+    ax = fig.axes[0]
+    assert len(_diagonals(ax)) == 1
+    assert {"d = 16", "as trained (Adam)", "reset to init"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    plt.close(fig)
+
+
+def test_projection_vs_d_figure_one_panel_per_n_at_most_three_a_row():
+    probe = pd.concat([_probe(), _probe().assign(n=lambda f: f.n * 16), _probe().assign(n=lambda f: f.n * 256)])
+    fig = P.projection_vs_d_figure(probe)
+    titles = [a.get_title() for a in fig.axes]
+    assert titles == ["n = 8", "n = 32", "n = 128", "n = 512", "n = 2048", "n = 8192"]
+    rows = {round(a.get_position().y0, 3) for a in fig.axes}
+    assert len(rows) == 2                                                    # 6 panels: two rows of three
+    assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["16", "64"]      # the bottom row is labelled
+    assert len(fig.legends) == 1
+    plt.close(fig)

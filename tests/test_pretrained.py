@@ -11,15 +11,20 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pandas as pd
-import pytest
-import torch
+import matplotlib
 
-from symlib import pretrained as P
-from symlib.checks import part
-from symlib.gpt import GPTConfig, build_gpt
-from symlib.lm import save_weights
-from symlib.store import RunStore
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from symlib import pretrained as P  # noqa: E402
+from symlib.checks import part  # noqa: E402
+from symlib.gpt import GPTConfig, build_gpt  # noqa: E402
+from symlib.lm import save_weights  # noqa: E402
+from symlib.store import RunStore  # noqa: E402
 
 TINY = GPTConfig(vocab_size=64, context=8, dim=32, depth=2, heads=2, dim_head=16)
 QUICK = P.FineTuneConfig(lr=1e-3, batch_size=16, epochs=1, min_steps=40, n_test=64, curve_points=4)
@@ -202,7 +207,9 @@ def test_head_frame_shape_and_a_planted_identity_head():
     assert len(sel) == 4
     fig = P.plot_head_matrices(sel)
     assert len(fig.axes) == 4
-    import matplotlib.pyplot as plt
+    rows = sorted({round(a.get_position().y0, 3) for a in fig.axes})
+    assert len(rows) == 2                                                    # two rows of two: one row per kind
+    assert [a.get_title().split()[0] for a in fig.axes] == ["qk", "qk", "ov", "ov"]
     plt.close(fig)
     assert len(P.head_frame(P.Regressor(P.GPTBody(gpt), 32, 0), "wrapped", samples=10)) == 8
     with pytest.raises(ValueError, match="no per-head views"):
@@ -447,3 +454,33 @@ def test_coefficient_tracking_correlates_head_z_with_the_paired_coefficients():
     assert list(P.coefficient_tracking(heads, {"b_h": coef["b_h"]}).kind) == ["ov"]
     with pytest.raises(ValueError, match="same architecture"):
         P.coefficient_tracking(heads, {"a_h": [[0.0, 1.0]]})
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+
+
+def test_sample_efficiency_figure_one_panel_per_model_with_threshold_and_trivial_level():
+    runs = pd.DataFrame([{"model_name": m, "init": init, "n": n, "seed": s,
+                          "test_loss": 1.0 if init == "scratch" else 8 / n}
+                         for m in ("our GPT (5.3 M)", "SmolLM2-135M") for init in P.INITS for n in (8, 64, 512) for s in (0, 1)])
+    fig = P.sample_efficiency_figure(runs)
+    assert [a.get_title() for a in fig.axes] == ["our GPT (5.3 M)", "SmolLM2-135M"]
+    for ax in fig.axes:
+        assert ax.get_xscale() == ax.get_yscale() == "log"
+        levels = sorted(line.get_ydata()[0] for line in ax.get_lines() if len(set(line.get_ydata())) == 1
+                        and len(line.get_ydata()) == 2 and list(line.get_xdata()) == [0, 1])
+        assert levels == [P.THRESHOLD, 1.0]                                  # the n* threshold and predicting 0
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == ["pretrained", "scratch"]
+    plt.close(fig)
+
+
+def test_head_z_figure_one_strip_per_model_and_kind():
+    heads = pd.DataFrame([{"model": m, "kind": k, "layer": 0, "head": h, "z": z}
+                          for m, z in (("ours-init", 0.5), ("ours", 10.0)) for k in ("qk", "ov") for h in range(3)])
+    fig = P.head_z_figure(heads)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ours-init", "ours"]
+    assert len(ax.collections) == 4                                          # model × kind
+    assert [list(line.get_ydata()) for line in ax.get_lines() if len(line.get_ydata())] == [[0, 0]]  # the null's 0
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["qk", "ov"]
+    plt.close(fig)
