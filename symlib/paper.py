@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import pandas as pd
@@ -206,16 +207,60 @@ def _seeds(frame: pd.DataFrame) -> str:
 
 def reproduce_note(experiment: str, frame: pd.DataFrame, command: str | None = None, data: str = "") -> str:
     """Under a figure: the command that recomputes it (``python -m symlib sweep EXPERIMENT`` unless
-    ``command`` names another), the runs and CPU-hours behind it (wall time × threads, as recorded),
-    the date the chapter was executed, and ``data``: a link to the plotted numbers
-    (:func:`figure_data`), if any (Markdown)."""
-    import datetime
-    threads = frame["threads"].fillna(1) if "threads" in frame else 1   # runs without the column used one
-    cpu = float((frame["wall_time_s"] * threads).sum()) / 3600 if len(frame) else 0.0
+    ``command`` names another), the runs and CPU-hours behind it (wall time × threads, as recorded;
+    an empty ``frame``: none stored yet), the date the chapter was executed, and ``data``: a link to
+    the plotted numbers (:func:`figure_data`), if any (Markdown)."""
     command = command or f"python -m symlib sweep {experiment}"
-    return (f"*Reproduce:* `{command}` recomputes the {len(frame)} runs behind this "
-            f"figure ({cpu:.1f} CPU-hours as recorded; stored runs are read, not recomputed); chapter executed "
-            f"{datetime.date.today():%Y-%m-%d}." + (f" {data}" if data else ""))
+    if not len(frame):
+        return _note(f"`{command}` computes the runs behind this figure (none stored yet)", data)
+    threads = frame["threads"].fillna(1) if "threads" in frame else 1   # runs without the column used one
+    return _note(f"`{command}` recomputes the {len(frame)} runs behind this figure "
+                 f"({_cpu_time(float((frame['wall_time_s'] * threads).sum()))} as recorded; stored runs are read, "
+                 "not recomputed)", data)
+
+
+def computed_note(chapter: str, cached: Sequence[str] = (), data: str = "", root=None) -> str:
+    """Under a figure that its chapter computes instead of reading training runs (chapters *The
+    transformer kernel*, *Next-token theory*, *MLPs cannot reason with unseen symbols*, *Template
+    tasks*): the command that recomputes it, ``python -m symlib book CHAPTER``; the results it is
+    drawn from, ``cached``: names of ``<data root>/CHAPTER/<name>.json`` written by
+    :func:`symlib.store.cached_result`, with their CPU time as recorded (wall time × threads); none
+    when the figure is computed in place; a name the store lacks (the smoke profile stores nothing)
+    is said to be computed in this execution.  Then the date the chapter was executed, and ``data``:
+    a link to the plotted numbers (:func:`figure_data`), if any (Markdown)."""
+    from pathlib import Path
+    from .store import default_root
+    command = f"`python -m symlib book {chapter}`"
+    if not cached:
+        return _note(f"{command} recomputes this figure (the chapter computes it afresh on every execution; "
+                     "nothing is stored)", data)
+    folder = (Path(root) if root is not None else default_root()) / chapter
+    files = ", ".join(f"`{name}.json`" for name in cached)
+    paths = [folder / f"{name}.json" for name in cached]
+    if not all(p.exists() for p in paths):
+        return _note(f"{command} recomputes this figure ({files} of `data/{chapter}/`, computed in this "
+                     "execution: not stored)", data)
+    seconds = 0.0
+    for path in paths:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if "wall_time_s" not in record:
+            raise ValueError(f"{path} has no wall time: not a result file of symlib.store.cached_result")
+        seconds += record["wall_time_s"] * (record.get("provenance") or {}).get("threads", 1)
+    return _note(f"{command} draws this figure from results cached in `data/{chapter}/` ({files}, "
+                 f"{_cpu_time(seconds)} as recorded; `-p recompute True` computes them afresh)", data)
+
+
+def _note(what: str, data: str) -> str:
+    import datetime
+    return (f"*Reproduce:* {what}; chapter executed {datetime.date.today():%Y-%m-%d}."
+            + (f" {data}" if data else ""))
+
+
+def _cpu_time(seconds: float) -> str:
+    if seconds >= 360:
+        return f"{seconds / 3600:.1f} CPU-hours"
+    minutes = round(seconds / 60)
+    return f"{minutes} CPU-minute{'s' if minutes > 1 else ''}" if minutes else "under a CPU-minute"
 
 
 FIGURE_DATA = "figures"   # <data root>/figures/<name>.csv: the numbers a figure plots

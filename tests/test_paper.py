@@ -1,6 +1,8 @@
 """The paper's digitized curves (symlib.paper): every mapped series exists, n* by our rule,
 fidelity tables and overlays (issue 19)."""
 
+import datetime
+import json
 import math
 
 import matplotlib
@@ -88,3 +90,43 @@ def test_figure_data_writes_the_csv_and_links_it_only_from_the_books_store(tmp_p
         paper.figure_data("../evil", plotted, root=tmp_path)
     with pytest.raises(ValueError, match="nothing to write"):
         paper.figure_data("empty", plotted.iloc[0:0], root=tmp_path)
+
+
+def test_reproduce_note_without_runs_says_none_are_stored():
+    note = paper.reproduce_note("fig3", pd.DataFrame(columns=["wall_time_s", "threads"]))
+    assert "`python -m symlib sweep fig3` computes the runs behind this figure (none stored yet)" in note
+    assert "chapter executed" in note
+
+
+def test_computed_note_reads_the_cached_results_cpu_time(tmp_path):
+    from symlib.store import cached_result
+    for name in ("eigen_grid", "kq_eigs"):
+        cached_result(tmp_path / "kernel" / f"{name}.json", {"name": name}, lambda: [1.0])
+    for name, seconds, threads in (("eigen_grid", 1800.0, 2), ("kq_eigs", 3600.0, 1)):  # as if they had taken this long
+        path = tmp_path / "kernel" / f"{name}.json"
+        record = json.loads(path.read_text())
+        record.update(wall_time_s=seconds, provenance={**record["provenance"], "threads": threads})
+        path.write_text(json.dumps(record))
+    note = paper.computed_note("kernel", ["eigen_grid", "kq_eigs"], data="Plotted data: [k.csv](../data/figures/k.csv).",
+                               root=tmp_path)
+    assert note.startswith("*Reproduce:* `python -m symlib book kernel` draws this figure from results cached in "
+                           "`data/kernel/` (`eigen_grid.json`, `kq_eigs.json`, 2.0 CPU-hours as recorded; "
+                           "`-p recompute True` computes them afresh); chapter executed ")
+    assert f"chapter executed {datetime.date.today():%Y-%m-%d}." in note
+    assert note.endswith("Plotted data: [k.csv](../data/figures/k.csv).")
+    path.write_text(json.dumps({"result": [], "wall_time_s": 180.0}))          # short, and no threads: one
+    assert "(`kq_eigs.json`, 3 CPU-minutes as recorded;" in paper.computed_note("kernel", ["kq_eigs"], root=tmp_path)
+    path.write_text(json.dumps({"result": [], "wall_time_s": 20.0}))
+    assert "(`kq_eigs.json`, under a CPU-minute as recorded;" in paper.computed_note("kernel", ["kq_eigs"], root=tmp_path)
+
+
+def test_computed_note_for_results_not_stored_or_computed_in_place(tmp_path):
+    note = paper.computed_note("kernel", ["eigen_grid"], root=tmp_path)   # the smoke profile stores nothing
+    assert "`eigen_grid.json` of `data/kernel/`, computed in this execution: not stored" in note
+    assert "CPU" not in note and "sweep" not in note
+    note = paper.computed_note("template_tasks")
+    assert "`python -m symlib book template_tasks` recomputes this figure (the chapter computes it afresh" in note
+    (tmp_path / "kernel" / "runs.json").parent.mkdir()
+    (tmp_path / "kernel" / "runs.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="no wall time"):
+        paper.computed_note("kernel", ["runs"], root=tmp_path)
