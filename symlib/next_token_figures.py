@@ -38,19 +38,20 @@ def vo_scale_figure(vs: pd.DataFrame, table: pd.DataFrame):
 
     ``vs``: ``copy_vo_scale`` runs with columns ``d``, ``scale``, ``n``, ``test_error``;
     ``table``: :func:`~symlib.next_token.n_star` of them, with ``scale``."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     sns.lineplot(data=vs, x="n", y="test_error", hue="scale", style="d", palette="viridis", marker="o",
                  estimator="mean", errorbar=None, ax=axes[0], legend="full")
     _log_n_axis(axes[0])
     axes[0].set(title="test error against n", xlabel="n (training strings)", ylabel="test error (unseen symbols)")
-    axes[0].legend(fontsize=7, ncols=2)
+    sns.move_legend(axes[0], "upper center", bbox_to_anchor=(0.5, -0.2), ncols=5, fontsize=8, frameon=False,
+                    title=None)   # below the panel: multipliers, then d — never over the curves
     top = 2 * vs.n.max()
     shown = table.assign(n_star=table.n_star.fillna(top))
     sns.lineplot(data=shown, x="scale", y="n_star", hue="d", marker="o", palette="rocket", ax=axes[1])
     axes[1].axhline(VO_HANDFUL, ls="--", **GUIDE, label=f"the paper: a handful ({VO_HANDFUL})")
     axes[1].set(xscale="log", yscale="log", xlabel="multiplier of the VO term", ylabel="n*",
                 title=f"n* against the multiplier (n* = {top}: not reached)")
-    axes[1].legend(fontsize=7, title="d")
+    axes[1].legend(fontsize=8, title="d", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=4, frameon=False)
     fig.tight_layout()
     return fig
 

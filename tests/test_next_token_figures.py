@@ -80,3 +80,16 @@ def test_vo_scale_protocol_and_binding_figures_build():
     fig = NF.binding_figure(binding)
     assert len(fig.axes) == 2 and all(a.get_xscale() == "log" for a in fig.axes)
     plt.close(fig)
+
+
+def test_vo_scale_legends_sit_below_the_panels():
+    runs = _copy_runs()
+    vs = pd.concat([runs[runs.model == VO].assign(scale=s) for s in (1.0, 100.0)])
+    table = NT.n_star(vs.assign(model=vs.scale.map({1.0: "x1", 100.0: "x100"}))).merge(
+        pd.DataFrame({"model": ["x1", "x100"], "scale": [1.0, 100.0]}), on="model")
+    fig = NF.vo_scale_figure(vs, table)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        legend, panel = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert legend.y1 <= panel.y0   # entirely under the axes: it hides no curve
+    plt.close(fig)
