@@ -234,10 +234,13 @@ GUIDE = dict(color="grey", lw=1)
 
 
 def _legend_below(fig, ax, ncols: int):
-    """Move ``ax``'s legend under both panels of a two-panel figure: one legend for the figure."""
-    import seaborn as sns
-    sns.move_legend(ax, "lower center", bbox_to_anchor=(1.1, -0.42), ncols=ncols, frameon=False, title=None)
-    fig.tight_layout()
+    """Move ``ax``'s legend under both panels of a two-panel figure: one legend for the figure,
+    with room kept for it so the panels keep their width."""
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
+    rows = -(-len(labels) // ncols)
+    fig.legend(handles, labels, loc="lower center", ncols=ncols, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.05 + 0.045 * rows, 1, 1))
     return fig
 
 
@@ -273,8 +276,8 @@ def paired_figure(curves: pd.DataFrame):
     axes[1].axhline(NO_WORSE, ls=":", **GUIDE)
     axes[1].annotate("+1 % perplexity: the most \"never worse\" allows", (0.02, NO_WORSE), xycoords=("axes fraction", "data"),
                      va="bottom", fontsize=8, color="grey")
-    axes[1].set(xlabel="training tokens", ylabel="Δ validation loss vs the baseline, same seed",
-                title="paired difference along training (below 0: the variant is better)")
+    axes[1].set(xlabel="training tokens", ylabel="Δ validation loss (variant − baseline)",
+                title="paired Δ, same seed (below 0: variant better)")
     return _legend_below(fig, axes[0], ncols=8)
 
 

@@ -129,7 +129,8 @@ def test_paired_figure_draws_each_pair_against_the_papers_guides():
     assert guides == pytest.approx([0.0, LM.NO_WORSE])
     deltas = [line.get_ydata().round(6).tolist() for line in right.lines if line.get_color() != "grey"]
     assert sorted(deltas) == [[-0.003, -0.003]] * 2 + [[0.002], [0.002, 0.002]]  # kq_vo seeds 0, 1; vo seeds 1, 0
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:4] == ["variant", "baseline", "kq_vo", "vo"]
+    assert fig.axes[0].get_legend() is None                             # one legend, for the figure
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:4] == ["variant", "baseline", "kq_vo", "vo"]
     plt.close(fig)
 
 
