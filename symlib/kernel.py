@@ -348,7 +348,7 @@ def template_kappa(task: TemplateTask, beta: float, gamma: float, a: float = 0.0
     _check(beta, gamma, a, samples)
     if task.regular:
         raise ValueError(f"template_kappa needs a task without regular tokens; {task.name!r} has "
-                         f"{', '.join(task.regular)} (use template_matrix(..., method='mc'))")
+                         f"{', '.join(task.regular)} (estimate N by Monte Carlo instead: k_trans on disjoint_instances(task))")
     k = task.length
     z1, w1 = roots_hermitenorm(nodes)
     w1 = w1 / w1.sum()
@@ -374,24 +374,15 @@ def template_kappa(task: TemplateTask, beta: float, gamma: float, a: float = 0.0
     return gamma ** 2 * np.einsum("isk,jsk->ij", M, M) / samples, np.array(selfs)
 
 
-def template_matrix(task: TemplateTask, beta: float, gamma: float, a: float = 0.0, method: str = "quadrature",
+def template_matrix(task: TemplateTask, beta: float, gamma: float, a: float = 0.0,
                     samples: int = 2 ** 12, seed: int = 0) -> np.ndarray:
-    """``N_ij = K_trans(sub(z_i, s), sub(z_j, s'))`` with disjoint substitutions (brief §4.3).
-
-    ``method="quadrature"``: :func:`template_kappa` then the ReLU map — PSD by construction
-    (Schur: the arc-cosine series has non-negative coefficients).  ``method="mc"``: one
-    :func:`kappa_mc` Gram matrix of 2r strings (two disjoint instances per template), its
-    off-diagonal block symmetrised — any task, noisier.
-    """
-    if method == "quadrature":
-        kxy, kself = template_kappa(task, beta, gamma, a, samples=samples, seed=seed)
-        return relu_nngp(kxy, kself, kself)
-    if method == "mc":
-        first, second = disjoint_instances(task, 2)
-        r = len(first)
-        N = k_trans(first + second, beta, gamma, a, samples, seed)[:r, r:]
-        return (N + N.T) / 2
-    raise ValueError(f"unknown method {method!r}; allowed: 'quadrature', 'mc'")
+    """``N_ij = K_trans(sub(z_i, s), sub(z_j, s'))`` with disjoint substitutions (the paper's template
+    matrix; chapter *The transformer random-features kernel*): :func:`template_kappa` then the ReLU
+    map — PSD by construction (Schur: the arc-cosine series has non-negative coefficients).
+    ``tests/test_kernel.py`` checks it against a direct Monte Carlo :func:`k_trans` Gram matrix of
+    :func:`disjoint_instances`."""
+    kxy, kself = template_kappa(task, beta, gamma, a, samples=samples, seed=seed)
+    return relu_nngp(kxy, kself, kself)
 
 
 def smallest_eigenvalue(N: np.ndarray) -> float:

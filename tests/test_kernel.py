@@ -66,14 +66,16 @@ def test_finite_width_kernels_converge():
     assert errs[64] < errs[4] / 2
 
 
-def test_template_matrix_symmetric_psd_and_methods_agree():
+def test_template_matrix_symmetric_psd_and_equal_to_its_monte_carlo_estimate():
     task = get_task("aba_abb")
     N = K.template_matrix(task, 1.0, 1.0, samples=2 ** 10)
     assert N.shape == (2, 2) and np.allclose(N, N.T)
     lam = K.smallest_eigenvalue(N)
     assert lam > 1e-4                                       # nonsingular at (1, 1): ≈ 8.9e-4
-    Nmc = K.template_matrix(task, 1.0, 1.0, method="mc", samples=2 ** 12)
-    assert np.abs(N - Nmc).max() < 1e-3
+    # the same N by Monte Carlo: the K_trans Gram matrix of two disjoint instances of every template
+    first, second = K.disjoint_instances(task, 2)
+    Nmc = K.k_trans(first + second, 1.0, 1.0, 0.0, 2 ** 12, 0)[:len(first), len(first):]
+    assert np.abs(N - (Nmc + Nmc.T) / 2).max() < 1e-3
     # γ = 0: disjoint strings are orthogonal, N = √(d_i d_j)/2π is rank one
     assert abs(K.smallest_eigenvalue(K.template_matrix(task, 1.0, 0.0, samples=2 ** 8))) < 1e-12
 
@@ -123,8 +125,8 @@ def test_bad_input():
         K.kappa_mc(["ab", "abc"], 1.0, 1.0)
     with pytest.raises(ValueError, match="regular tokens"):
         K.template_kappa(get_task("programs"), 1.0, 1.0)
-    with pytest.raises(ValueError, match="method"):
-        K.template_matrix(get_task("aba_abb"), 1.0, 1.0, method="exact")
+    with pytest.raises(ValueError, match="disjoint_instances"):
+        K.template_matrix(get_task("programs"), 1.0, 1.0)
     with pytest.raises(ValueError, match="regression"):
         K.kernel_regression(get_task("copy"), 16, K.PatternKernel(1.0, 1.0))
 
