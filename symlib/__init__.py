@@ -24,13 +24,13 @@ One idea per module:
 """
 
 from .data import DataConfig, make_data
-from .models import ModelConfig, build_model
+from .models import ModelConfig, build_model, model_for
 from .runs import VERSION as __version__
 from .runs import RunConfig, RunResult, TrainConfig, run_config
 from .tasks import REGISTRY, from_spec, get_task
 from .templates import data_diversity, make_task, matches
 
-__all__ = ["DataConfig", "make_data", "ModelConfig", "build_model", "REGISTRY", "from_spec",
+__all__ = ["DataConfig", "make_data", "ModelConfig", "build_model", "model_for", "REGISTRY", "from_spec",
            "get_task", "data_diversity", "make_task", "matches", "RunConfig", "RunResult",
            "TrainConfig", "fit", "run_config"]
 

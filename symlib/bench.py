@@ -20,7 +20,7 @@ import torch
 
 from .checks import positive_int
 from .data import MAX_SIZE, DataConfig, make_data
-from .models import ModelConfig, build_model
+from .models import ModelConfig, model_for
 from .runs import TrainConfig
 from .tasks import get_task
 from .training import TensorBatches, fit, loss_fn
@@ -32,7 +32,7 @@ def bare_loop(task_name: str, model: ModelConfig, train: TrainConfig, data: Data
     task = get_task(task_name)
     d = make_data(task, data, seed=seed)
     torch.manual_seed(seed)
-    net = build_model(model, d.vocab_size, task.length, task.kind, seed=seed)
+    net = model_for(model, d, seed=seed)
     opt = torch.optim.Adam(net.parameters(), lr=train.lr)
     batches = TensorBatches(d.x["train"], d.y["train"], train.batch_size, seed)
     for _ in range(train.epochs):

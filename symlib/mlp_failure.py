@@ -35,7 +35,7 @@ import torch.nn as nn
 from scipy import stats
 
 from .data import DataConfig, TaskData, make_data
-from .models import MLP, ModelConfig, build_model
+from .models import MLP, ModelConfig, model_for
 from .store import RunStore, atomic_write_text, cached_result, default_root
 from .tasks import from_spec
 from .training import RunConfig, TrainConfig, fit, loss_fn, provenance, run_config
@@ -178,9 +178,9 @@ def equivariance_gap(cfg: ModelConfig, data: TaskData, perms: list[torch.Tensor]
     strings: the theorem says they are equal (``max_gap`` ≈ float rounding).  Also reports how far
     the unseen rows moved (non-zero with weight decay, where the frozen-rows lemma does not apply)."""
     task = data.task
-    a = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
-    b = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
-    init = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
+    a = model_for(cfg, data, seed=seed)
+    b = model_for(cfg, data, seed=seed)
+    init = model_for(cfg, data, seed=seed)
     permute_unseen_(b, data, perms)
     for m in (a, b):
         train_full_batch(m, data, steps, optimizer, lr, weight_decay)
@@ -223,8 +223,8 @@ def rotation_gap(cfg: ModelConfig, data: TaskData, rotations: dict[int, torch.Te
     for orthogonal Q) and for Adam without weight decay (unseen rows never move); Adam's
     coordinate-wise normalisation of an L2 weight-decay gradient ``λθ`` does not commute with Q."""
     task = data.task
-    a = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
-    b = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
+    a = model_for(cfg, data, seed=seed)
+    b = model_for(cfg, data, seed=seed)
     rotate_unseen_(b, data, rotations)
     for m in (a, b):
         train_full_batch(m, data, steps, optimizer, lr, weight_decay)
@@ -279,7 +279,7 @@ def two_sample_experiment(model: ModelConfig, seeds: list[int], n: int = 64, ste
     rows = []
     for s in seeds:
         task_data = make_data(task, DataConfig(n=n, **(data or {})), seed=s)
-        net = build_model(model, task_data.vocab_size, task.length, task.kind, seed=s)
+        net = model_for(model, task_data, seed=s)
         train_full_batch(net, task_data, steps, "adam", lr)
         strings = same_and_different(task_data, np.random.default_rng([s, 7]))
         with torch.no_grad():

@@ -401,6 +401,14 @@ class Readout(nn.Module):
 
 
 @torch.no_grad()
+
+def model_for(cfg: ModelConfig, data, seed: int | None = None) -> nn.Module:
+    """:func:`build_model` for the runs of ``data`` (a :class:`symlib.data.TaskData`): its
+    vocabulary, and its task's string length, label kind and classes — the model a run on ``data``
+    trains, without unpacking them at every call site."""
+    task = data.task
+    return build_model(cfg, data.vocab_size, task.length, task.kind, task.n_classes, seed=seed)
+
 def cached_readout(model: nn.Module, x: dict[str, torch.Tensor], chunk: int = 4096):
     """``(Readout, {split: features})`` when only ``model``'s readout trains and the frozen body
     does not use it, else ``None``.

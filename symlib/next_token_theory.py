@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from .checks import positive_int
 from .data import DataConfig, TaskData, make_data
-from .models import ModelConfig, NextTokenTransformer, build_model
+from .models import ModelConfig, NextTokenTransformer, model_for
 from .store import RunStore, cached_result, default_root
 from .runs import RunConfig, TrainConfig, run_config
 from .tasks import from_spec, get_task
@@ -131,7 +131,7 @@ def span_probe(config: RunConfig, store: RunStore | None = None, energy: float =
     if store is not None:
         store.put(result)
     data = make_data(task, config.data, seed=config.seed)
-    init = build_model(config.model, data.vocab_size, task.length, task.kind, seed=config.seed)
+    init = model_for(config.model, data, seed=config.seed)
     emb = trained.tok_emb.weight.detach()
     train_ids = sorted(data.tokens("train"))
     test_ids = list(range(data.offsets["test"], data.vocab_size))
@@ -364,7 +364,7 @@ def vo_copy_error(d: int, b: float, seed: int = 0, n_test: int = 1000, test_alph
     cfg = ModelConfig(kind="transformer", dim=d, depth=1, heads=1, dim_head=32, mlp_dim=64, vo_identity=True)
     data = make_data(task, DataConfig(n=8, n_test=n_test, test_alphabet=test_alphabet, n_val=8, val_alphabet=8),
                      seed=seed)
-    model = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
+    model = model_for(cfg, data, seed=seed)
     focus_attention_(model, data, position=2, sharpness=sharpness)
     with torch.no_grad():
         model.blocks[0].attn.b_h.fill_(b)
@@ -383,7 +383,7 @@ def vo_gradient_at_init(d: int, n: int = 64, seed: int = 0, depth: int = 1, head
     cfg = ModelConfig(kind="transformer", dim=d, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim,
                       vo_identity=True)
     data = make_data(task, DataConfig(n=n, n_test=8, test_alphabet=8, n_val=8, val_alphabet=8), seed=seed)
-    model = build_model(cfg, data.vocab_size, task.length, task.kind, seed=seed)
+    model = model_for(cfg, data, seed=seed)
     b = [blk.attn.b_h for blk in model.blocks]
     grads = []
     for x, y in zip(data.x["train"], data.y["train"]):

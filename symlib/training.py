@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import DataConfig, TaskData, make_data
-from .models import ModelConfig, build_model, cached_readout
+from .models import ModelConfig, cached_readout, model_for
 # RunConfig, provenance, run_config and stopped_curve are re-exported for older importers:
 # new code imports them from symlib.runs.
 from .runs import (PRECISIONS, RunConfig, RunResult, TrainConfig, converged, provenance,  # noqa: F401
@@ -200,8 +200,7 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
         start = time.perf_counter()
         task_data = make_data(the_task, cfg.data, seed=cfg.seed)
         L.seed_everything(cfg.seed, verbose=False)
-        net = build_model(cfg.model, task_data.vocab_size, the_task.length, the_task.kind,
-                          the_task.n_classes, seed=cfg.seed)
+        net = model_for(cfg.model, task_data, seed=cfg.seed)
         trained, fit_data = net, task_data
         cached = cached_readout(net, task_data.x) if cache_features else None
         if cached is not None:

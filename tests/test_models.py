@@ -258,3 +258,19 @@ def test_feature_spread_grows_with_the_init_scale():
     assert feature_spread(const, d.x["test"], d.y["test"])["spread"] < 1e-10
     with pytest.raises(ValueError, match="both \\+1 and -1"):
         feature_spread(const, d.x["test"][:2], torch.ones(2))
+
+
+@pytest.mark.parametrize("task_name", ["aba_abb", "copy", "majority"])
+def test_model_for_builds_what_build_model_builds_from_the_unpacked_data(task_name):
+    from symlib import DataConfig, build_model, make_data, model_for
+    from symlib.tasks import from_spec
+    task = from_spec({"name": "majority", "k": 3} if task_name == "majority" else {"name": task_name})
+    data = make_data(task, DataConfig(n=16, n_val=8, val_alphabet=8, n_test=8, test_alphabet=8), seed=0)
+    cfg = ModelConfig(dim=16, heads=2, dim_head=8)
+    a = model_for(cfg, data, seed=3)
+    b = build_model(cfg, data.vocab_size, task.length, task.kind, task.n_classes, seed=3)
+    assert type(a) is type(b)
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
+    with torch.no_grad():
+        assert torch.equal(a(data.x["test"]), b(data.x["test"]))

@@ -20,7 +20,7 @@ SMALL_DATA = S.DataConfig(n=16, n_val=16, val_alphabet=16, n_test=32, test_alpha
 def test_tied_readout_scores_every_token_of_the_vocabulary_with_the_embedding():
     task = S.get_task("copy")
     data = S.make_data(task, SMALL_DATA, seed=0)
-    model = S.build_model(TINY, data.vocab_size, task.length, task.kind, seed=0)
+    model = S.model_for(TINY, data, seed=0)
     x = data.x["test"]
     out = model(x)
     assert out.shape == (len(x), data.vocab_size)                     # every token, unseen ones too
@@ -221,8 +221,8 @@ def test_readout_scale_multiplies_the_logits_and_keeps_old_hashes():
     from dataclasses import replace
     task = S.get_task("copy")
     data = S.make_data(task, SMALL_DATA, seed=0)
-    plain = S.build_model(TINY, data.vocab_size, task.length, task.kind, seed=0)
-    scaled = S.build_model(replace(TINY, readout_scale=0.25), data.vocab_size, task.length, task.kind, seed=0)
+    plain = S.model_for(TINY, data, seed=0)
+    scaled = S.model_for(replace(TINY, readout_scale=0.25), data, seed=0)
     x = data.x["test"]
     assert torch.allclose(scaled(x), 0.25 * plain(x), atol=1e-6)
     assert "readout_scale" not in TINY.to_dict()                      # stored runs keep their keys

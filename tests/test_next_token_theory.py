@@ -24,7 +24,7 @@ TINY = S.ModelConfig(dim=32, depth=1, heads=1, dim_head=16, mlp_dim=32)
 def setup():
     task = S.get_task("copy")
     data = S.make_data(task, COPY, seed=0)
-    return data, S.build_model(TINY, data.vocab_size, task.length, task.kind, seed=0)
+    return data, S.model_for(TINY, data, seed=0)
 
 
 def test_final_hidden_is_what_the_tied_unembedding_reads(setup):
@@ -39,7 +39,7 @@ def test_unseen_rows_move_along_training_hidden_states(init_scale):
     task = S.get_task("copy")
     data = S.make_data(task, COPY, seed=0)
     from dataclasses import replace
-    model = S.build_model(replace(TINY, init_scale=init_scale), data.vocab_size, task.length, task.kind, seed=0)
+    model = S.model_for(replace(TINY, init_scale=init_scale), data, seed=0)
     out = P.unseen_row_step(model, data, lr=0.1)
     assert out["rel_change"] > 0 and out["max_rel_error"] < 1e-9
 
@@ -124,7 +124,7 @@ def trained_copy():
                               n=32, n_test=40, test_alphabet=40, n_val=8, val_alphabet=8), seed=0)
     result, trained = S.fit(config, return_model=True)
     data = S.make_data(task, config.data, seed=0)
-    init = S.build_model(config.model, data.vocab_size, task.length, task.kind, seed=0)
+    init = S.model_for(config.model, data, seed=0)
     return result, data, init, trained
 
 

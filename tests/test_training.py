@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from symlib import DataConfig, ModelConfig, RunConfig, TrainConfig, build_model, fit, get_task, make_data
+from symlib import DataConfig, ModelConfig, RunConfig, TrainConfig, build_model, fit, get_task, make_data, model_for
 from symlib.runs import run_config
 
 FAST = TrainConfig(epochs=30, eval_every=10)
@@ -21,7 +21,7 @@ def test_mlp_first_layer_never_moves_for_unseen_tokens(optimizer, lr):
     result, model = fit("aba_abb", cfg, train, data=32, seed=5, return_model=True)
     task = get_task("aba_abb")
     d = make_data(task, 32, seed=5)
-    init = build_model(cfg, d.vocab_size, task.length, task.kind, seed=5)
+    init = model_for(cfg, d, seed=5)
     w0 = init.first.weight.view(task.length, d.vocab_size, -1)
     w1 = model.first.weight.detach().view(task.length, d.vocab_size, -1)
     seen = sorted(d.tokens("train"))
