@@ -677,7 +677,7 @@ def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model
         raise ValueError(f"no qk and ov head shares for model {pretrained_model!r}")
     heads_ok = bool((mine >= IDENTITY_SHARE).all())
     eff_text = "; ".join(f"{r.model}: n* {_fmt(r.n_star_pretrained)} pretrained vs {_fmt(r.n_star_scratch)} "
-                         f"from scratch ({'≥ ' if r.bound else ''}{r.ratio:.0f}×)" for r in eff.itertuples())
+                         f"from scratch ({_ratio(r)})" for r in eff.itertuples())
     heads_text = (f"identity-like heads of {pretrained_model}: {mine['qk']:.0%} of W_Q W_Kᵀ, {mine['ov']:.0%} of "
                   f"W_V W_O (p ≤ {IDENTITY_P})")
     if far.all() and heads_ok:
@@ -687,6 +687,14 @@ def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model
     else:
         verdict = "not reproduced"
     return verdict, f"{eff_text}; {heads_text}"
+
+
+def _ratio(r) -> str:
+    """The efficiency ratio in words: a lower bound where only the pretrained init reached n*, no
+    ratio where neither did (the grid ends before either reaches the threshold)."""
+    if math.isinf(r.n_star_pretrained):
+        return "no ratio: neither init reaches n* within the grid"
+    return f"{'≥ ' if r.bound else ''}{r.ratio:.0f}×"
 
 
 def _fmt(n: float) -> str:

@@ -413,6 +413,10 @@ def test_pretrained_verdict_branches(stars, shares, verdict):
     eff = P.efficiency(_eff_frame(stars))
     got, text = P.pretrained_verdict(eff, _shares(*shares), "smollm")
     assert got == verdict and "smollm" in text
+    if verdict == "not reproduced":   # neither init of smollm reaches n*: no ratio, not "1×"
+        assert "smollm: n* never pretrained vs never from scratch (no ratio: neither init reaches n*" in text
+    if verdict == "reproduced":
+        assert "ours: n* 16 pretrained vs 64 from scratch (4×)" in text and "(≥ 64×)" in text
 
 
 def test_efficiency_counts_never_as_twice_the_grid_and_marks_a_bound():
