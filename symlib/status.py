@@ -122,20 +122,25 @@ def record(claim: str, measured: str, verdict: str, root: str | Path | None = No
     if ours is not None and (not isinstance(ours, str) or not ours.strip()):
         raise ValueError("ours must be a non-empty short text, or None")
     chapter, paper = CLAIMS[claim]
-    path = status_dir(root) / f"{claim}.json"
-    if path.exists():  # unchanged findings keep their record (and the commit that first wrote it)
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-            if ((old.get("paper"), old.get("measured"), old.get("verdict"), old.get("ours"))
-                    == (paper, measured.strip(), verdict, ours and ours.strip())):
-                return path
-        except (ValueError, AttributeError):
-            pass  # a corrupt or malformed record is simply rewritten
     rec = {"claim": claim, "chapter": chapter, "paper": paper, "measured": measured.strip(),
-           "verdict": verdict, "symlib": VERSION, "git_commit": git_commit()}
+           "verdict": verdict, "symlib": VERSION}
     if ours is not None:
         rec["ours"] = ours.strip()
-    atomic_write_text(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+    return _write(status_dir(root) / f"{claim}.json", rec, ("paper", "measured", "verdict", "ours"))
+
+
+def _write(path: Path, rec: dict, same: tuple[str, ...]) -> Path:
+    """Write status record ``rec`` to ``path`` with the current commit, unless the stored record
+    agrees on the keys ``same``: unchanged findings keep their record (and the commit that first
+    wrote it); a corrupt or malformed record is simply rewritten."""
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if all(old.get(k) == rec.get(k) for k in same):
+                return path
+        except (ValueError, AttributeError):
+            pass
+    atomic_write_text(path, json.dumps({**rec, "git_commit": git_commit()}, indent=1, ensure_ascii=False) + "\n")
     return path
 
 
@@ -152,21 +157,10 @@ def progress(claim: str, done: int, total: int, so_far: str, root: str | Path | 
     if not isinstance(so_far, str) or not so_far.strip():
         raise ValueError("so_far must be a non-empty sentence saying what the stored runs show")
     chapter, paper = CLAIMS[claim]
-    path = status_dir(root) / f"{claim}.json"
     rec = {"claim": claim, "chapter": chapter, "paper": paper, "measured": f"In progress ({done} of {total} runs): "
            + so_far.strip(), "verdict": "not yet run", "ours": f"{done} of {total} runs so far", "progress": [done, total],
            "symlib": VERSION}
-    if path.exists():  # unchanged progress keeps its record
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-            if {k: old.get(k) for k in ("paper", "measured", "verdict", "progress")} == \
-                    {k: rec[k] for k in ("paper", "measured", "verdict", "progress")}:
-                return path
-        except (ValueError, AttributeError):
-            pass
-    rec["git_commit"] = git_commit()
-    atomic_write_text(path, json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
-    return path
+    return _write(status_dir(root) / f"{claim}.json", rec, ("paper", "measured", "verdict", "progress"))
 
 
 def short(measured: str, limit: int = 60) -> str:
