@@ -45,6 +45,7 @@ class Attention(nn.Module):
         dim: int,
         heads: int,
         dim_head: int,
+        *,
         kq_identity: bool = False,
         vo_identity: bool = False,
         logit_scale: float = 1.0,

@@ -56,12 +56,12 @@ each default reproduces today's runs bit for bit and leaves every stored key unc
 **The grid widths** [ours]: the authors' RNN and LSTM have one width; we use our hidden width,
 ``experiments.AUTHORS_WIDTH`` = 128, for both embedding and state.
 
-**Check 1, width and heads.**  Is the plain transformer's floor at large n (seed-mean test loss
-0.06–0.20 at n ≥ 2048, against the paper's ~1e-4 by n = 4096) a matter of width?  Grid
+**Check 1, width and heads.**  Is the plain transformer's floor at large n (ours levels off far
+above the paper's curve at n ≥ 2048; the chapter's fidelity table) a matter of width?  Grid
 ``fidelity_width``: plain and + KQ at dim 64 with 8 heads × 64, and at dim 128 with 4 heads × 64
 (MLP 256, the calibration's model), on ABA vs ABB and same/different, n = 1024 … 8192, seeds 0–2.
-Rule :func:`width_verdict`.  Before it, the evidence is single-seed: figure 5's 8-head run reached
-8e-6 at n = 4096 (2 heads: 0.017), ``fig1_width``'s dim-128 run 0.04 at n = 8192 (ours 0.13).
+Rule :func:`width_verdict`.  It was prompted by single-seed runs (figure 5's 8-head run and
+``fig1_width``'s dim-128 run, both well below our sweep transformer at large n; numbers in the chapter).
 
 **Check 2, how fast the identity terms can grow.**  Does a larger multiplier close the gap between
 our n* and the paper's?  Grid ``fidelity_multipliers``: KQ, VO and both, each ×1, ×10, ×30, ×100, on

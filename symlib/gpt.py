@@ -105,9 +105,11 @@ class GPTBlock(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.dim, eps=cfg.ln_eps, bias=cfg.bias)
-        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head, cfg.kq_identity, cfg.vo_identity,
-                              identity_scale=cfg.identity_scale, causal=True)
-        if cfg.bias:  # GPT-2's attention biases: the same four projections, with a bias each
+        self.attn = Attention(cfg.dim, cfg.heads, cfg.dim_head, kq_identity=cfg.kq_identity,
+                              vo_identity=cfg.vo_identity, identity_scale=cfg.identity_scale, causal=True)
+        if cfg.bias:  # GPT-2's attention biases: the same four projections, with a bias each.
+            # Swapped in after construction, not passed to Attention: building them there would
+            # draw fewer random numbers before reset_parameters, and change every stored run's init.
             inner = cfg.heads * cfg.dim_head
             self.attn.w_q = nn.Linear(cfg.dim, inner)
             self.attn.w_k = nn.Linear(cfg.dim, inner)

@@ -42,8 +42,10 @@ import numpy as np
 from scipy.special import roots_hermitenorm, softmax
 from scipy.stats import norm, qmc
 
+from .checks import positive_int
 from .data import DataConfig, make_data
 from .store import cached_result, default_root
+from .tasks import from_spec, get_task, task_label
 from .templates import TemplateTask, substitute, wildcards
 
 CHUNK = 4096  # Monte Carlo samples per vectorised step
@@ -215,8 +217,7 @@ def finite_width_kernels(strings: Sequence[Sequence[Hashable]], beta: float, gam
     """
     _check(beta, gamma)
     for name, v in (("heads", heads), ("dim_head", dim_head), ("mlp_width", mlp_width)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        positive_int(name, v, numpy_ok=True)
     ids, V = _as_ids(strings)
     n, k = ids.shape
     D = V + k + 1                                                        # tokens, positions, CLS
@@ -450,7 +451,6 @@ def regression_curves(tasks: Sequence[str], a_values: Sequence[float], ns: Seque
                       beta: float = 1.0, gamma: float = 1.0, samples: int = 2 ** 12) -> list[dict]:
     """Kernel-regression test loss against n: one row per (task, a, n, seed), tidy for seaborn.
     ``tasks`` are registry names (no parameters); ``a = 0`` is the plain kernel."""
-    from .tasks import get_task
     rows = []
     for name in tasks:
         task = get_task(name)
@@ -458,7 +458,7 @@ def regression_curves(tasks: Sequence[str], a_values: Sequence[float], ns: Seque
             kernel = PatternKernel(beta, gamma, a, samples)
             for n in ns:
                 for seed in seeds:
-                    rows.append({"task": name, "a": a, **kernel_regression(task, n, kernel, seed)})
+                    rows.append({"task": task_label(name), "a": a, **kernel_regression(task, n, kernel, seed)})
     return rows
 
 
@@ -466,7 +466,6 @@ def eigen_grid(tasks: Sequence[dict], betas: Sequence[float], gammas: Sequence[f
                samples: int = 2 ** 12, nodes: int = 16) -> list[dict]:
     """Smallest and largest eigenvalue of the template matrix N over a (β, γ) grid.
     ``tasks``: task specs, e.g. ``{"name": "majority", "k": 4}``.  One row per (task, β, γ)."""
-    from .tasks import from_spec
     rows = []
     for spec in tasks:
         task = from_spec(spec)
@@ -474,7 +473,7 @@ def eigen_grid(tasks: Sequence[dict], betas: Sequence[float], gammas: Sequence[f
             for gamma in gammas:
                 kxy, kself = template_kappa(task, beta, gamma, a, nodes=nodes, samples=samples)
                 ev = np.linalg.eigvalsh(relu_nngp(kxy, kself, kself))
-                rows.append({"task": _label(spec), "beta": beta, "gamma": gamma, "a": a,
+                rows.append({"task": task_label(spec), "beta": beta, "gamma": gamma, "a": a,
                              "lambda_min": float(ev[0]), "lambda_max": float(ev[-1])})
     return rows
 
@@ -499,12 +498,6 @@ def width_convergence(strings: Sequence[str], widths: Sequence[int], seeds: Sequ
             rows.append({"width": w, "seed": seed, "kappa_error": float(np.sqrt(np.mean((kh - kappa) ** 2))),
                          "k_trans_error": float(np.sqrt(np.mean((kth - kt) ** 2)))})
     return rows
-
-
-def _label(spec: dict) -> str:
-    """``{"name": "majority", "k": 4}`` -> ``"majority-4"``."""
-    extra = [str(v) for key, v in spec.items() if key != "name"]
-    return "-".join([spec["name"]] + extra)
 
 
 # ----------------------------------------------------------------------------- stored results
@@ -593,14 +586,13 @@ def small_beta_table(tasks: Sequence[dict], betas: Sequence[float], gamma: float
                      samples: int = 2 ** 12, nodes: int = 16) -> list[dict]:
     """λ_min(N) and det N at small β (γ fixed), for fitting the order at which N degenerates as
     β → 0: one row per (task, β)."""
-    from .tasks import from_spec
     rows = []
     for spec in tasks:
         task = from_spec(spec)
         for beta in betas:
             kxy, kself = template_kappa(task, beta, gamma, a, nodes=nodes, samples=samples)
             N = relu_nngp(kxy, kself, kself)
-            rows.append({"task": _label(spec), "beta": beta, "gamma": gamma, "a": a,
+            rows.append({"task": task_label(spec), "beta": beta, "gamma": gamma, "a": a,
                          "lambda_min": smallest_eigenvalue(N), "det": float(np.linalg.det(N)),
                          "lambda_min_kappa": smallest_eigenvalue(kxy)})
     return rows
@@ -680,13 +672,12 @@ def generalization_check(task: TemplateTask, n: int, kernel: PatternKernel, seed
 def generalization_checks(tasks: Sequence[str], ns: Sequence[int], seeds: Sequence[int], beta: float = 1.0,
                           gamma: float = 1.0, a: float = 0.0, samples: int = 2 ** 12) -> list[dict]:
     """:func:`generalization_check` over tasks (registry names), n and seeds: one row each."""
-    from .tasks import get_task
     rows = []
     for name in tasks:
         kernel = PatternKernel(beta, gamma, a, samples)
         for n in ns:
             for seed in seeds:
-                rows.append({"task": name, "a": a, **generalization_check(get_task(name), n, kernel, seed)})
+                rows.append({"task": task_label(name), "a": a, **generalization_check(get_task(name), n, kernel, seed)})
     return rows
 
 
@@ -704,7 +695,6 @@ def last_layer_wide(task: str, ns: Sequence[int], dim: int, scales: Sequence[flo
     from dataclasses import replace
     from .experiments import TRANSFORMER
     from .models import cached_readout
-    from .tasks import get_task
     from .runs import TrainConfig
     from .training import fit
     rows = []

@@ -198,13 +198,13 @@ def test_width_convergence_figure_draws_both_kernels_and_the_monte_carlo_rate():
 
 def test_eigen_grid_and_kq_figures_one_panel_per_task_and_a_shared_legend():
     eig = pd.DataFrame([{"task": t, "beta": b, "gamma": g, "lambda_min": 1e-3 * b * g}
-                        for t in ("same_different", "aba_abb", "majority-4") for b in (0.5, 1.0) for g in (0.5, 1.0)])
+                        for t in ("same/different", "ABA vs ABB", "majority-4") for b in (0.5, 1.0) for g in (0.5, 1.0)])
     fig = K.eigen_grid_figure(eig)
-    assert [a.get_title() for a in fig.axes] == ["same_different", "aba_abb", "majority-4"]
+    assert [a.get_title() for a in fig.axes] == ["same/different", "ABA vs ABB", "majority-4"]
     assert all(a.get_legend() is None for a in fig.axes) and len(fig.legends) == 1
     assert all(a.get_xscale() == "log" and a.get_yscale() == "log" for a in fig.axes)
     plt.close(fig)
-    kq = pd.DataFrame([{"task": t, "a": a, "lambda_min": 1e-3 * (1 + a)} for t in ("same_different", "aba_abb") for a in (0, 1, 3)])
+    kq = pd.DataFrame([{"task": t, "a": a, "lambda_min": 1e-3 * (1 + a)} for t in ("same/different", "ABA vs ABB") for a in (0, 1, 3)])
     fig = K.kq_gain_figure(kq)
     assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].get_lines()) >= 2
     plt.close(fig)
@@ -213,15 +213,23 @@ def test_eigen_grid_and_kq_figures_one_panel_per_task_and_a_shared_legend():
 def test_regression_figure_one_panel_per_task_with_dashed_predictions_and_one_legend():
     ns = [4, 16, 64]
     reg = pd.DataFrame([{"task": t, "a": a, "n": n, "seed": s, "test_loss": 1 / (1 + a + n / 16), "train_loss": 0.0}
-                        for t in ("same_different", "aba_abb") for a in (0.0, 3.0) for n in ns for s in (0, 1)])
+                        for t in ("same/different", "ABA vs ABB") for a in (0.0, 3.0) for n in ns for s in (0, 1)])
     pred = pd.DataFrame([{"task": t, "a": a, "n": n, "test_loss": 1 / (1 + n / 32)}
-                         for t in ("same_different", "aba_abb") for a in (0.0, 3.0) for n in ns])
+                         for t in ("same/different", "ABA vs ABB") for a in (0.0, 3.0) for n in ns])
     assert K.kernel_label(0.0) == "plain" and K.kernel_label(3.0) == "KQ, a = 3"
     fig = K.regression_figure(reg, pred)
-    assert [a.get_title() for a in fig.axes] == ["same_different", "aba_abb"]
+    assert [a.get_title() for a in fig.axes] == ["same/different", "ABA vs ABB"]
     assert all(a.get_legend() is None for a in fig.axes)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[:2] == ["plain", "KQ, a = 3"] and labels[-1].startswith("prediction from N alone")
     dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 2                                                  # one prediction per kernel
     plt.close(fig)
+
+
+def test_kernel_tables_name_tasks_as_the_book_does():
+    """Rows carry tasks.task_label, the name the store's frames and the figures use."""
+    rows = K.eigen_grid([{"name": "aba_abb"}, {"name": "majority", "k": 4}], [1.0], [1.0], samples=2 ** 6, nodes=4)
+    assert [r["task"] for r in rows] == ["ABA vs ABB", "majority-4"]
+    rows = K.regression_curves(["same_different"], [0.0], [8], [0], samples=2 ** 6)
+    assert {r["task"] for r in rows} == {"same/different"}

@@ -121,8 +121,10 @@ def test_forward_and_pattern_hook_are_the_reference_computation(causal, kq, vo):
     assert torch.equal(att(x), want_out)  # and without the hook
 
 
-def test_positional_constructor_still_works():
-    a = Attention(8, 2, 4, True, True, 2.0, 3.0, True)
+def test_attention_switches_are_keyword_only():
+    with pytest.raises(TypeError):
+        Attention(8, 2, 4, True)
+    a = Attention(8, 2, 4, kq_identity=True, vo_identity=True, logit_scale=2.0, identity_scale=3.0, causal=True)
     assert (a.heads, a.dim_head, a.identity_scale, a.causal) == (2, 4, 3.0, True)
     assert a.a_h is not None and a.b_h is not None and a.scale == 2.0 / 2
 
