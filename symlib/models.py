@@ -409,6 +409,7 @@ def model_for(cfg: ModelConfig, data, seed: int | None = None) -> nn.Module:
     task = data.task
     return build_model(cfg, data.vocab_size, task.length, task.kind, task.n_classes, seed=seed)
 
+
 def cached_readout(model: nn.Module, x: dict[str, torch.Tensor], chunk: int = 4096):
     """``(Readout, {split: features})`` when only ``model``'s readout trains and the frozen body
     does not use it, else ``None``.
