@@ -40,3 +40,16 @@ def test_chapter_modules_name_existing_chapters():
             chapter = cells[0].strip("`")
             # the chapter exists, or is being written and its module already bears its name
             assert chapter in chapters or module == f"symlib.{chapter}", (module, chapter)
+
+
+def test_every_reference_is_cited():
+    """references.bib holds only what a chapter cites: an uncited entry is a reference the text
+    names without {cite} (or one it no longer names)."""
+    keys = set(re.findall(r"^@\w+\{([^,\s]+),", (REPO / "references.bib").read_text(encoding="utf-8"), re.M))
+    cited = set()
+    for nb in (REPO / "chapters").glob("*.ipynb"):
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", nb.read_text(encoding="utf-8")):
+            cited |= {k.strip() for k in group.split(",")}
+    assert keys, "references.bib has no entries"
+    assert keys - cited == set(), f"never cited: {sorted(keys - cited)}"
+    assert cited - keys == set(), f"cited but not in references.bib: {sorted(cited - keys)}"
