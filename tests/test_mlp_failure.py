@@ -26,8 +26,8 @@ def data():
 
 def test_unseen_rows_get_zero_gradient_and_never_move(data):
     cfg = S.ModelConfig(kind="mlp", hidden=16)
-    init = S.build_model(cfg, data.vocab_size, 2, "regression", seed=1)
-    net = S.build_model(cfg, data.vocab_size, 2, "regression", seed=1)
+    init = S.model_for(cfg, data, seed=1)
+    net = S.model_for(cfg, data, seed=1)
     grad, seen = E.first_layer_gradient(net, data), E.seen_mask(data)
     assert grad[~seen].abs().max() == 0 and grad[seen].abs().max() > 0
     E.train_full_batch(net, data, steps=30, optimizer="adam", lr=1e-2)
@@ -49,7 +49,7 @@ def test_training_is_equivariant_even_with_weight_decay(data):
 def test_permute_unseen_rejects_seen_tokens(data):
     seen_token = int(data.x["train"][0, 0])
     perms = E.swap_unseen(data, [(0, seen_token, data.offsets["test"])])
-    net = S.build_model(S.ModelConfig(kind="mlp", hidden=8), data.vocab_size, 2, "regression", seed=0)
+    net = S.model_for(S.ModelConfig(kind="mlp", hidden=8), data, seed=0)
     with pytest.raises(ValueError, match="moves a token seen at position 0"):
         E.permute_unseen_(net, data, perms)
     with pytest.raises(ValueError, match="one permutation per position"):
@@ -81,13 +81,13 @@ def test_two_sample_experiment_rows_and_loss_decomposition():
 
 
 def test_rows_need_an_mlp(data):
-    net = S.build_model(S.ModelConfig(kind="lstm", dim=8, hidden=8), data.vocab_size, 2, "regression", seed=0)
+    net = S.model_for(S.ModelConfig(kind="lstm", dim=8, hidden=8), data, seed=0)
     with pytest.raises(ValueError, match="expected a symlib MLP"):
         E.first_layer_rows(net, 2)
 
 
 def test_scale_unseen_rows_touches_only_unseen_rows(data):
-    net = S.build_model(S.ModelConfig(kind="mlp_xxt", hidden=8), data.vocab_size, 2, "regression", seed=0)
+    net = S.model_for(S.ModelConfig(kind="mlp_xxt", hidden=8), data, seed=0)
     before, seen = E.first_layer_rows(net, 2).detach().clone(), E.seen_mask(data)
     E.scale_unseen_rows_(net, data, 0.0)
     after = E.first_layer_rows(net, 2)
