@@ -36,7 +36,7 @@ clipping at 1, batches of ``min(64, n)``, ``max(min_steps, epochs · ⌈n / batc
 spirit of :class:`symlib.runs.TrainConfig` (a fixed number of passes over the data, bounded below so
 that the smallest ``n`` still trains): for ``ours`` 20 epochs and at least 500 steps (500 steps up to
 n = 1024, 640 at 2048, 1280 at 4096), for ``smollm`` 10 epochs and at least 100 steps (100 steps at
-every n ≤ 256; a step of the 135 M-parameter model costs ~2.6 CPU-seconds).  Data are in-memory
+every n ≤ 512, 160 at 1024; a step of the 135 M-parameter model costs ~2.6 CPU-seconds).  Data are in-memory
 tensors, a batch is one index into them, and with one thread a run's numbers are the same on every
 rerun.
 
@@ -708,12 +708,14 @@ def _fmt(n: float) -> str:
 # about 47 CPU-minutes for the 60 runs; smollm 285 s at n = 256 (100 steps of ~2.6 s, and ~20 s of
 # loading the GGUF), about 1.3 CPU-hours for the 24 runs (estimated from those).
 GRIDS = {"ours": {"ns": tuple(2 ** k for k in range(3, 13)), "seeds": (0, 1, 2), "train": OURS_PROTOCOL},
-         "smollm": {"ns": tuple(2 ** k for k in range(3, 9)), "seeds": (0, 1), "train": SMOLLM_PROTOCOL}}
+         "smollm": {"ns": tuple(2 ** k for k in range(3, 11)), "seeds": (0, 1), "train": SMOLLM_PROTOCOL}}
+# smollm first ran n = 8 … 256 (the issue's "n ≤ 256"); neither init reached n* there, so the grid was
+# extended to 512 and 1024 (100 and 160 steps) to measure where each does — the verdict rule unchanged.
 
 
 def grid(name: str) -> list[tuple[str, int, int]]:
     """``(init, n, seed)`` of experiment ``name`` (``ours``: n = 8 … 4096, seeds 0–2; ``smollm``:
-    n = 8 … 256, seeds 0–1; both inits), cheapest first (by ``n``, then seed, pretrained before
+    n = 8 … 1024, seeds 0–1; both inits), cheapest first (by ``n``, then seed, pretrained before
     scratch: the pair of a seed is done together)."""
     if name not in GRIDS:
         raise ValueError(f"unknown fine-tuning grid {name!r}; allowed: {', '.join(GRIDS)}")
