@@ -3,6 +3,7 @@
     python -m symlib.bench [--n 2048] [--epochs 16] [--repeats 3] [--threads 1]
     python -m symlib.bench --parallel      # sweep workers: processes vs threads
     python -m symlib.bench --last-layer    # readout-only runs: cached features vs none
+    python -m symlib.bench --precision     # the regression transformers: bf16 autocast vs float32
 
 Both sides train the same transformer on the same task from the same seed, end to end (data,
 model, training, one final evaluation of validation and test), interleaved in alternating order
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
@@ -115,6 +117,34 @@ def last_layer(n: int = 4096, epochs: int = 50, repeats: int = 3, threads: int =
             "speedup": min(times[False]) / min(times[True])}
 
 
+def precision(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1) -> list[dict]:
+    """Training speed of the regression sweep's transformer (dim 64, 2 heads × 64; chapter
+    *Regression experiments*) and of the wider one of its fidelity checks (dim 128, 4 heads × 64)
+    under bf16 autocast against float32: ``fit`` end to end on ABA vs ABB with the paper's batch
+    size, repeats interleaved and alternated, the best of each side reported.  A speed figure
+    only: whether bf16 changes the test losses is a question for full runs (the
+    fidelity checks of that chapter), not for this benchmark."""
+    from .experiments import PAPER, TRANSFORMER
+    data = DataConfig(n=n)
+    torch.set_num_threads(threads)
+    rows = []
+    for model in (TRANSFORMER, replace(TRANSFORMER, dim=128, heads=4, mlp_dim=256)):
+        trains = {p: replace(PAPER, epochs=epochs, eval_every=epochs, stop_train_loss=None, precision=p)
+                  for p in ("32", "bf16")}
+        times = {p: [] for p in trains}
+        for p, train in trains.items():  # warm-up: imports, allocator, autocast kernels
+            fit("aba_abb", model, replace(train, epochs=1, eval_every=1), data, seed=0, threads=threads)
+        for r in range(repeats):
+            for p in (("32", "bf16") if r % 2 == 0 else ("bf16", "32")):
+                t = time.perf_counter()
+                fit("aba_abb", model, trains[p], data, seed=r, threads=threads)
+                times[p].append(time.perf_counter() - t)
+        f32, b16 = (n * epochs / min(times[p]) for p in ("32", "bf16"))
+        rows.append({"model": f"dim {model.dim}, {model.heads} heads x {model.dim_head}", "float32_samples_per_s": f32,
+                     "bf16_samples_per_s": b16, "speedup": b16 / f32})
+    return rows
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m symlib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2048, help="training samples (default 2048)")
@@ -125,6 +155,8 @@ def main(argv=None) -> None:
                    help="instead: compare 2 single-threaded sweep workers with 1 process of 2 threads")
     p.add_argument("--last-layer", action="store_true",
                    help="instead: readout-only training with cached features vs a forward pass per step")
+    p.add_argument("--precision", action="store_true",
+                   help="instead: the regression transformers (dim 64 and 128) under bf16 autocast vs float32")
     args = p.parse_args(argv)
     for name in ("n", "epochs", "repeats", "threads"):  # refused before minutes of warm-up, not after
         try:
@@ -133,6 +165,14 @@ def main(argv=None) -> None:
             p.error(str(e))
     if args.n > MAX_SIZE:
         p.error(f"--n must be at most {MAX_SIZE} (the largest training set); got {args.n}")
+    if args.precision:
+        from .experiments import PAPER
+        print(f"ABA vs ABB, n={args.n}, {args.epochs} epochs, batch {PAPER.batch_size} (the paper's protocol), "
+              f"threads={args.threads}, best of {args.repeats} interleaved repeats")
+        for r in precision(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads):
+            print(f"{r['model']:24s} float32 {r['float32_samples_per_s']:8.0f} samples/s   bf16 "
+                  f"{r['bf16_samples_per_s']:8.0f} samples/s   speed-up {r['speedup']:.2f}x")
+        return
     if args.last_layer:
         r = last_layer(n=args.n, epochs=args.epochs * 4, repeats=args.repeats, threads=args.threads)
         print(f"readout-only training (ABA vs ABB, n={args.n}, {args.epochs * 4} epochs): cached features "

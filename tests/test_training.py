@@ -152,3 +152,12 @@ def test_only_a_separate_frozen_body_is_cached():
 
 
 V_TEST = 11
+
+
+def test_precision_benchmark_reports_both_models_and_both_precisions():
+    from symlib import bench
+    rows = bench.precision(n=32, epochs=1, repeats=1)
+    assert [r["model"] for r in rows] == ["dim 64, 2 heads x 64", "dim 128, 4 heads x 64"]
+    for r in rows:
+        assert r["float32_samples_per_s"] > 0 and r["bf16_samples_per_s"] > 0
+        assert r["speedup"] == pytest.approx(r["bf16_samples_per_s"] / r["float32_samples_per_s"])
