@@ -10,6 +10,8 @@ and the verdict rules written before the runs.
 * :func:`copy_verdict` — the rule for the copy claim, stated in the chapter before the runs.
 * :func:`choose_vo_scale` — which multiplier of the VO term the copy sweep uses.
 * :func:`rule_check` / :func:`rule_holds` — an early-stopping rule replayed on full-length runs.
+* :func:`paired_points` — two runs of each (d, n, seed) point side by side: a control against the
+  run it controls (the logit-scale control, bf16 against float32).
 * :func:`binding_table` — variable binding's test error split into "the other variable's value"
   and "any other token"; :func:`binding_verdict` — the rule for the binding claim.
 * :func:`binding_progress` — what a partly run binding grid shows so far (for the status page).
@@ -144,6 +146,16 @@ def choose_vo_scale(table: pd.DataFrame, handful: int = VO_HANDFUL) -> float:
     worst = table.assign(n_star=table.n_star.fillna(math.inf)).groupby("scale").n_star.max().sort_index()
     good = worst[worst <= handful]
     return float(good.index.min()) if len(good) else float(worst.idxmin())
+
+
+def paired_points(reference: pd.DataFrame, other: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """``reference`` and ``other`` run-store frames joined on (d, n, seed): one row per point that
+    both hold, ``other``'s columns with ``suffix`` (e.g. ``"_control"``), sorted by d then n."""
+    if not suffix:
+        raise ValueError("paired_points needs a non-empty suffix for the other frame's columns")
+    keys = ["d", "n", "seed"]
+    return (with_d(reference).merge(with_d(other), on=keys, suffixes=("", suffix))
+            .sort_values(["d", "n"]).reset_index(drop=True))
 
 
 RULE_TOLERANCE = 0.02  # largest change of the reported test error an early-stopping rule may make

@@ -260,3 +260,15 @@ def test_n_star_words_lists_reached_and_unreached_values_in_order_of_d():
     assert NT.n_star_words(stars.iloc[[1]]) == "256 at $d$ = 32"
     with pytest.raises(ValueError, match="exactly one model"):
         NT.n_star_words(stars.assign(model=["a", "b", "a"]))
+
+
+def test_paired_points_joins_a_control_to_the_run_it_controls():
+    ref = pd.DataFrame({"model.dim": [256, 256, 1024], "n": [256, 64, 256], "seed": [0, 0, 0],
+                        "test_error": [0.97, 1.0, 1.0]})
+    ctl = pd.DataFrame({"model.dim": [256, 1024, 512], "n": [256, 256, 256], "seed": [0, 0, 0],
+                        "test_error": [0.01, 0.95, 0.5]})
+    pairs = NT.paired_points(ref, ctl, "_control")
+    assert pairs[["d", "n"]].values.tolist() == [[256, 256], [1024, 256]]   # points both hold, by d then n
+    assert pairs.test_error.tolist() == [0.97, 1.0] and pairs.test_error_control.tolist() == [0.01, 0.95]
+    with pytest.raises(ValueError, match="suffix"):
+        NT.paired_points(ref, ctl, "")
