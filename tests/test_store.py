@@ -193,3 +193,17 @@ def test_grade_counts_checks_including_numpy_booleans():
     assert status.grade([np.False_, False]) == "not reproduced"
     assert status.grade([]) == "not reproduced"
     assert status.grade(np.array([1.0, 2.0]) < 1.5) == "partial"
+
+
+def test_every_committed_record_loads_under_its_key():
+    """A change to a config class (a new field, a renamed label) must leave every committed run
+    where it is: each record of data/runs/ parses, and the hash of its config is its file name."""
+    paths = sorted((REPO_DATA / "runs").glob("*.json"))
+    if not paths:
+        pytest.skip("no committed run records in data/runs/")
+    moved = []
+    for path in paths:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if RunConfig.from_dict(record["config"]).key != path.stem:
+            moved.append(path.name)
+    assert moved == [], f"{len(moved)} of {len(paths)} records no longer hash to their file name: {moved[:5]}"
