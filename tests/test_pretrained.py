@@ -172,7 +172,7 @@ def test_grids_run_cheapest_first_in_pairs():
     g = P.grid("ours")
     assert len(g) == 10 * 3 * 2 and g[:2] == [("pretrained", 8, 0), ("scratch", 8, 0)] and g[-1][1] == 4096
     assert [n for _, n, _ in g] == sorted(n for _, n, _ in g)
-    assert len(P.grid("smollm")) == 6 * 2 * 2 and max(n for _, n, _ in P.grid("smollm")) == 256
+    assert len(P.grid("smollm")) == 8 * 2 * 2 and max(n for _, n, _ in P.grid("smollm")) == 1024
 
 
 def test_cli_dry_run_counts_the_grid(tmp_path, checkpoint, monkeypatch, capsys):
