@@ -50,29 +50,31 @@ def bare_loop(task_name: str, model: ModelConfig, train: TrainConfig, data: Data
     return time.perf_counter() - start
 
 
+def best_interleaved(sides: dict, repeats: int) -> dict[str, float]:
+    """Run every side ``repeats`` times, alternating which goes first so that machine drift hits
+    them alike; each side's least disturbed (smallest) wall time in seconds.  ``sides``: name ->
+    ``f(seed)``, timed as a whole."""
+    times = {name: [] for name in sides}
+    for r in range(repeats):
+        for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):
+            t = time.perf_counter()
+            sides[name](r)
+            times[name].append(time.perf_counter() - t)
+    return {name: min(ts) for name, ts in times.items()}
+
+
 def compare(batch_size: int, n: int, epochs: int, repeats: int, threads: int) -> dict:
     model = ModelConfig()
     train = TrainConfig(epochs=epochs, batch_size=batch_size, eval_every=epochs)
     data = DataConfig(n=n)
     torch.set_num_threads(threads)
-    bare, light = [], []
     bare_loop("aba_abb", model, train, data, 0)  # warm-up of both paths (imports, allocator)
     fit("aba_abb", model, TrainConfig(epochs=1, batch_size=batch_size), data, seed=0, threads=threads)
-
-    def lightning(seed: int) -> float:
-        t = time.perf_counter()
-        fit("aba_abb", model, train, data, seed=seed, threads=threads)
-        return time.perf_counter() - t
-
-    for r in range(repeats):  # alternate which side goes first, so drift cancels
-        if r % 2:
-            light.append(lightning(r))
-            bare.append(bare_loop("aba_abb", model, train, data, r))
-        else:
-            bare.append(bare_loop("aba_abb", model, train, data, r))
-            light.append(lightning(r))
+    best = best_interleaved({"bare": lambda seed: bare_loop("aba_abb", model, train, data, seed),
+                             "lightning": lambda seed: fit("aba_abb", model, train, data, seed=seed, threads=threads)},
+                            repeats)
     samples = n * epochs
-    b, l = samples / min(bare), samples / min(light)  # min: least disturbed by other load
+    b, l = samples / best["bare"], samples / best["lightning"]
     return {"batch_size": batch_size, "bare_samples_per_s": b, "lightning_samples_per_s": l, "ratio": l / b}
 
 
@@ -131,15 +133,11 @@ def precision(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1
     for model in (TRANSFORMER, replace(TRANSFORMER, dim=128, heads=4, mlp_dim=256)):
         trains = {p: replace(PAPER, epochs=epochs, eval_every=epochs, stop_train_loss=None, precision=p)
                   for p in ("32", "bf16")}
-        times = {p: [] for p in trains}
         for p, train in trains.items():  # warm-up: imports, allocator, autocast kernels
             fit("aba_abb", model, replace(train, epochs=1, eval_every=1), data, seed=0, threads=threads)
-        for r in range(repeats):
-            for p in (("32", "bf16") if r % 2 == 0 else ("bf16", "32")):
-                t = time.perf_counter()
-                fit("aba_abb", model, trains[p], data, seed=r, threads=threads)
-                times[p].append(time.perf_counter() - t)
-        f32, b16 = (n * epochs / min(times[p]) for p in ("32", "bf16"))
+        best = best_interleaved({p: (lambda seed, train=train: fit("aba_abb", model, train, data, seed=seed, threads=threads))
+                                 for p, train in trains.items()}, repeats)
+        f32, b16 = (n * epochs / best[p] for p in ("32", "bf16"))
         rows.append({"model": f"dim {model.dim}, {model.heads} heads x {model.dim_head}", "float32_samples_per_s": f32,
                      "bf16_samples_per_s": b16, "speedup": b16 / f32})
     return rows
