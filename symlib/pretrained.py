@@ -640,16 +640,22 @@ def n_star(frame: pd.DataFrame, threshold: float = THRESHOLD) -> float:
 
 
 def efficiency(frame: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
-    """Per pretrained model (``model`` column of :func:`finetune_frame`): n* of each init and the ratio ``n*(scratch) / n*(pretrained)``.  An n* beyond
-    the grid is counted as twice its largest n, so the ratio is then a lower bound (``bound``)."""
+    """Per pretrained model (``model`` column of :func:`finetune_frame`): n* of each init and the
+    ratio ``n*(scratch) / n*(pretrained)``.  An n* beyond the grid is counted as twice its largest n,
+    so the ratio is then a lower bound (``bound``).  ``n_max`` is the grid's largest n, and
+    ``loss_pretrained``, ``loss_scratch`` the seed-mean test losses there — what the verdict quotes
+    when neither init reaches n*."""
     rows = []
     for backbone, part in frame.groupby("model"):
-        top = 2 * part.n.max()
+        n_max = part.n.max()
         stars = {init: n_star(part[part.init == init], threshold) for init in INITS}
-        pre, scr = (min(stars[i], top) for i in INITS)
+        pre, scr = (min(stars[i], 2 * n_max) for i in INITS)
+        at_max = part[part.n == n_max].groupby("init").test_loss.mean()
         rows.append({"model": backbone, "n_star_pretrained": stars["pretrained"], "n_star_scratch": stars["scratch"],
                      "ratio": scr / pre, "bound": math.isinf(stars["scratch"]) and not math.isinf(stars["pretrained"]),
-                     "seeds": part.seed.nunique()})
+                     "seeds": part.seed.nunique(), "n_max": int(n_max),
+                     "loss_pretrained": at_max.get("pretrained", math.nan),
+                     "loss_scratch": at_max.get("scratch", math.nan)})
     return pd.DataFrame(rows)
 
 
@@ -677,7 +683,8 @@ def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model
         raise ValueError(f"no qk and ov head shares for model {pretrained_model!r}")
     heads_ok = bool((mine >= IDENTITY_SHARE).all())
     eff_text = "; ".join(f"{r.model}: n* {_fmt(r.n_star_pretrained)} pretrained vs {_fmt(r.n_star_scratch)} "
-                         f"from scratch ({_ratio(r)})" for r in eff.itertuples())
+                         f"from scratch ({_ratio(r)}; test loss {r.loss_pretrained:.2f} vs {r.loss_scratch:.2f} "
+                         f"at the grid's end, n = {r.n_max})" for r in eff.itertuples())
     heads_text = (f"identity-like heads of {pretrained_model}: {mine['qk']:.0%} of W_Q W_Kᵀ, {mine['ov']:.0%} of "
                   f"W_V W_O (p ≤ {IDENTITY_P})")
     if far.all() and heads_ok:

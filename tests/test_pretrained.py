@@ -416,12 +416,14 @@ def test_pretrained_verdict_branches(stars, shares, verdict):
     if verdict == "not reproduced":   # neither init of smollm reaches n*: no ratio, not "1×"
         assert "smollm: n* never pretrained vs never from scratch (no ratio: neither init reaches n*" in text
     if verdict == "reproduced":
-        assert "ours: n* 16 pretrained vs 64 from scratch (4×)" in text and "(≥ 64×)" in text
+        assert "ours: n* 16 pretrained vs 64 from scratch (4×; test loss 0.05 vs 0.05 at the grid's end, n = 256)" in text
+        assert "(≥ 64×; test loss 0.05 vs 0.80 at the grid's end, n = 256)" in text
 
 
 def test_efficiency_counts_never_as_twice_the_grid_and_marks_a_bound():
     eff = P.efficiency(_eff_frame({("m", "pretrained"): 16, ("m", "scratch"): None})).iloc[0]
     assert eff.ratio == 2 * 256 / 16 and eff.bound and math.isinf(eff.n_star_scratch)
+    assert eff.n_max == 256 and eff.loss_pretrained == 0.05 and eff.loss_scratch == 0.8
 
 
 def test_pretrained_verdict_refuses_missing_inputs():
