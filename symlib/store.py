@@ -198,6 +198,11 @@ class RunStore:
 
     # ------------------------------------------------------------------------- claims
 
+    def checkpoint_path(self, key: str) -> Path:
+        """Where a sweep keeps run ``key``'s resumable training state while it runs
+        (:class:`symlib.training.Resumable`; out of git, removed when the record is written)."""
+        return self.runs / f".{key}.ckpt"
+
     def claim_path(self, key: str) -> Path:
         return self.runs / f".{key}.claim"
 

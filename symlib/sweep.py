@@ -5,7 +5,8 @@
     run_sweep(configs, scheduler="tcp://…")  # the same sweep on a Dask cluster
 
 A sweep killed at any moment and restarted loses nothing (every finished run is already a
-record) and redoes nothing (records are found by config hash).  Before computing anything it
+record, and a run in flight resumes from its last checkpoint, saved every 10 minutes next to the
+records) and redoes nothing (records are found by config hash).  Before computing anything it
 checks that the store can be written, and it claims each run just before computing it, so two
 sweeps on one store share the work instead of doing it twice; a run another live sweep has
 claimed is waited for (and computed here if that sweep dies without its record).  Progress —
@@ -79,9 +80,10 @@ def fit(config: RunConfig, **kwargs) -> RunResult:
     return train(config, **kwargs)
 
 
-def _run_one(config: dict) -> dict:
-    """Worker entry point (top-level so that process pools and Dask can ship it)."""
-    return fit(RunConfig.from_dict(config), threads=1).to_dict()
+def _run_one(config: dict, checkpoint: str | None = None) -> dict:
+    """Worker entry point (top-level so that process pools and Dask can ship it); ``checkpoint``:
+    the run's resumable training state (:meth:`RunStore.checkpoint_path`)."""
+    return fit(RunConfig.from_dict(config), threads=1, checkpoint=checkpoint).to_dict()
 
 
 def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, workers: int | None = None,
@@ -146,7 +148,7 @@ def _drain(todo: list[RunConfig], store: RunStore, runner, bar, poll: float) -> 
                     bar.update(1)
                 else:
                     try:
-                        f = runner.submit(c)
+                        f = runner.submit(c, str(store.checkpoint_path(c.key)))
                     except BaseException:
                         store.release(c.key)
                         raise
@@ -172,9 +174,9 @@ class _InlineRunner:
 
     capacity = 1
 
-    def submit(self, config: RunConfig) -> Future:
+    def submit(self, config: RunConfig, checkpoint: str) -> Future:
         f = Future()
-        f.set_result(fit(config, threads=1).to_dict())
+        f.set_result(_run_one(config.to_dict(), checkpoint))
         return f
 
     def wait(self, futures):
@@ -188,8 +190,8 @@ class _PoolRunner:
     def __init__(self, pool: ProcessPoolExecutor, capacity: int):
         self.pool, self.capacity = pool, capacity
 
-    def submit(self, config: RunConfig) -> Future:
-        return self.pool.submit(_run_one, config.to_dict())
+    def submit(self, config: RunConfig, checkpoint: str) -> Future:
+        return self.pool.submit(_run_one, config.to_dict(), checkpoint)
 
     def wait(self, futures):
         return wait(futures, return_when=FIRST_COMPLETED).done
@@ -204,7 +206,8 @@ class _DaskRunner:
     def __init__(self, client):
         self.client = client
 
-    def submit(self, config: RunConfig):
+    def submit(self, config: RunConfig, checkpoint: str):
+        # no checkpoint: a cluster's workers need not see this machine's store
         return self.client.submit(_run_one, config.to_dict(), pure=False)
 
     def wait(self, futures):

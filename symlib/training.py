@@ -16,14 +16,17 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import sys
 import time
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Checkpoint
 
 from .data import DataConfig, TaskData, make_data
 from .models import ModelConfig, cached_readout, model_for
@@ -67,6 +70,13 @@ class TemplateDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         return self.batches
+
+    def state_dict(self) -> dict:
+        """The shuffling generator's state: a resumed run draws the batches it would have drawn."""
+        return {"generator": self.batches.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.generator.set_state(state["generator"])
 
 
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -144,6 +154,13 @@ class TemplateModule(L.LightningModule):
             row[f"{split}_error_other_label"] = other_label_error(out.argmax(-1), x, y, template, positions).item()
         return row
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["symlib"] = {"curve": self.curve, "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.curve = checkpoint["symlib"]["curve"]
+        torch.set_rng_state(checkpoint["symlib"]["torch_rng"])
+
     def on_train_epoch_end(self):
         epoch = self.current_epoch + 1
         sizes = torch.tensor(self._sizes, dtype=torch.float32)
@@ -172,13 +189,66 @@ class EpochBar(L.Callback):
         self.bar.close()
 
 
+class Resumable(Checkpoint):
+    """Saves the whole training state of a run to ``path`` every ``every_s`` seconds (at the end of
+    an epoch), so that a run killed mid-way — a session ending, a machine going back — resumes
+    there instead of starting over (:func:`fit` with ``checkpoint=``).  A :class:`Checkpoint`
+    subclass so that Lightning calls it after the module has appended the epoch's curve row.
+
+    The file holds Lightning's checkpoint (weights, optimizer, loop counters, the datamodule's
+    shuffling generator) plus the module's curve and torch's RNG state, and this callback's
+    ``key`` (the run's config hash, checked on resume) and ``elapsed_s`` (wall time of the
+    earlier sessions, so the record's ``wall_time_s`` counts the whole run).  Written to a
+    temporary file and renamed: a kill while saving leaves the previous checkpoint whole."""
+
+    def __init__(self, path: Path, key: str, every_s: float, elapsed_s: float = 0.0):
+        self.path, self.key, self.every_s = Path(path), key, every_s
+        self.elapsed_s = elapsed_s        # wall seconds of the sessions before this one
+        self.resumed_at: list[int] = []   # epochs at which this run was resumed
+        self.start = self.last = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"key": self.key, "elapsed_s": self.elapsed_s + time.perf_counter() - self.start,
+                "resumed_at": self.resumed_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.elapsed_s, self.resumed_at = state["elapsed_s"], list(state["resumed_at"])
+
+    def on_train_start(self, trainer, module):
+        if trainer.current_epoch:
+            self.resumed_at.append(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer, module):
+        now = time.perf_counter()
+        if trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs or now - self.last < self.every_s:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.save.tmp")
+        try:
+            trainer.save_checkpoint(tmp)
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.last = time.perf_counter()
+
+
+def checkpoint_state(path: str | os.PathLike) -> dict:
+    """The :class:`Resumable` state stored in the checkpoint file ``path`` (``key``,
+    ``elapsed_s``, ``resumed_at``), with a clear error for a file that is not one."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        return next(v for k, v in ckpt["callbacks"].items() if k.startswith("Resumable"))
+    except (OSError, RuntimeError, KeyError, StopIteration, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path} is not a checkpoint of a symlib run ({type(e).__name__}: {e}); "
+                         "delete it to start the run over") from None
+
+
 # ----------------------------------------------------------------------------- fit
 
 
 def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None,
         data: DataConfig | int = 64, seed: int = 0, *, threads: int | None = 1,
         progress: bool = False, return_model: bool = False, cache_features: bool = True,
-        device: str = "auto"):
+        device: str = "auto", checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 600.0):
     """Train one run and return its :class:`RunResult` (and the model if ``return_model``).
 
     ``task``: a registry name, a spec dict, a ``TemplateTask`` or a :class:`RunConfig` (then the
@@ -189,8 +259,16 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
     pass at every step; a pure speed-up, so not part of the config hash (a test checks that
     both paths agree).  ``device``: ``"auto"`` (a GPU when torch sees one, else the CPU), ``"cpu"``
     or ``"cuda"`` (:func:`accelerator`); the device used is recorded in the provenance.
+
+    ``checkpoint``: a file for the run's training state, saved every ``checkpoint_every_s``
+    seconds (:class:`Resumable`).  If it exists when ``fit`` starts, the run resumes from it —
+    the same numbers as a run never interrupted (a test checks it) — after checking that it
+    belongs to this config; it is removed once the run has finished.  Sweeps pass one per run
+    (:meth:`symlib.store.RunStore.checkpoint_path`).
     """
     accel = accelerator(device)
+    if not checkpoint_every_s >= 0:
+        raise ValueError(f"checkpoint_every_s must be a number of seconds >= 0; got {checkpoint_every_s!r}")
     cfg = task if isinstance(task, RunConfig) else run_config(task, model, train, data, seed)
     the_task = from_spec(cfg.task)
     old_threads = torch.get_num_threads()
@@ -207,14 +285,29 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
             trained, features = cached
             fit_data = replace(task_data, x=features)
         module = TemplateModule(trained, the_task.kind, cfg.train, fit_data)
+        resume, saver = None, None
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            if checkpoint.exists():
+                stored = checkpoint_state(checkpoint)["key"]
+                if stored != cfg.key:
+                    raise ValueError(f"checkpoint {checkpoint} belongs to run {stored}, not to {cfg.key}; "
+                                     "pass this run's own checkpoint path (RunStore.checkpoint_path)")
+                resume = checkpoint
+            saver = Resumable(checkpoint, cfg.key, checkpoint_every_s)
         with _quiet():
-            trainer = _trainer(cfg.train, progress, accel)
-            trainer.fit(module, datamodule=TemplateDataModule(fit_data, cfg.train.batch_size, cfg.seed))
-        wall = time.perf_counter() - start
+            trainer = _trainer(cfg.train, progress, accel, [saver] if saver else [])
+            trainer.fit(module, datamodule=TemplateDataModule(fit_data, cfg.train.batch_size, cfg.seed),
+                        ckpt_path=resume)
+        wall = time.perf_counter() - start + (saver.elapsed_s if saver else 0.0)
     finally:
         torch.set_num_threads(old_threads)
-    result = RunResult(cfg.key, cfg.to_dict(), summarize(module.curve), module.curve, round(wall, 3),
-                       provenance(threads if threads is not None else old_threads, str(module.device)))
+    prov = provenance(threads if threads is not None else old_threads, str(module.device))
+    if saver and saver.resumed_at:
+        prov["resumed_at_epochs"] = saver.resumed_at
+    result = RunResult(cfg.key, cfg.to_dict(), summarize(module.curve), module.curve, round(wall, 3), prov)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     net.cpu()
     return (result, net) if return_model else result
 
@@ -238,12 +331,13 @@ def accelerator(device: str) -> str:
     return "gpu"
 
 
-def _trainer(train: TrainConfig, progress: bool, accel: str = "cpu") -> L.Trainer:
+def _trainer(train: TrainConfig, progress: bool, accel: str = "cpu", callbacks: list | None = None) -> L.Trainer:
     return L.Trainer(
         max_epochs=train.epochs, accelerator=accel, devices=1, logger=False, precision=PRECISIONS[train.precision],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        # on only for a Resumable callback (Lightning then adds no checkpointing of its own)
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks or []), enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, deterministic=True,
-        callbacks=[EpochBar()] if progress else [])
+        callbacks=([EpochBar()] if progress else []) + (callbacks or []))
 
 
 class _quiet:

@@ -54,6 +54,18 @@ def test_interrupted_sweep_resumes_without_losing_or_redoing(tmp_path, monkeypat
     assert missing(configs(), store) == []
 
 
+def test_each_run_of_a_sweep_keeps_its_checkpoint_beside_the_records(tmp_path, monkeypatch):
+    """A sweep hands every run its own checkpoint file, so that a run killed mid-way resumes
+    there (the resuming itself: tests/test_training.py); none is left once the records are in."""
+    store, seen = RunStore(tmp_path), {}
+    real_fit = sweep_mod.fit
+    monkeypatch.setattr(sweep_mod, "fit", lambda c, **kw: seen.setdefault(c.key, kw["checkpoint"]) and real_fit(c, **kw))
+    run_sweep(configs()[:2], store, workers=1, progress=False)
+    assert seen == {c.key: str(store.checkpoint_path(c.key)) for c in configs()[:2]}
+    assert all(Path(p).parent == tmp_path / "runs" for p in seen.values())
+    assert not list((tmp_path / "runs").glob(".*"))
+
+
 def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
     cs = configs()[:2]
     a = run_sweep(cs, RunStore(tmp_path / "a"), workers=1, progress=False)

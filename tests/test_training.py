@@ -161,3 +161,52 @@ def test_precision_benchmark_reports_both_models_and_both_precisions():
     for r in rows:
         assert r["float32_samples_per_s"] > 0 and r["bf16_samples_per_s"] > 0
         assert r["speedup"] == pytest.approx(r["bf16_samples_per_s"] / r["float32_samples_per_s"])
+
+
+# ----------------------------------------------------------------------------- resuming a killed run
+
+RESUMABLE = run_config("aba_abb", ModelConfig(dim=16, heads=2, dim_head=8),
+                       TrainConfig(epochs=240, eval_every=20, batch_size=8, stop_train_loss=None), DataConfig(n=32), seed=1)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path):
+    """A run SIGKILLed mid-way (a session ending) resumes from its last checkpoint and ends with
+    exactly the curve of a run never interrupted; the record says where it resumed, counts the
+    earlier session's wall time, and the checkpoint is gone once the run is done."""
+    import time
+    from symlib.training import checkpoint_state
+    ckpt = tmp_path / "run.ckpt"
+    script = ("import json; from symlib import RunConfig; from symlib.training import fit; "
+              f"fit(RunConfig.from_dict(json.loads({json.dumps(json.dumps(RESUMABLE.to_dict()))})), "
+              f"checkpoint={str(ckpt)!r}, checkpoint_every_s=0)")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline, saved = time.monotonic() + 300, 0
+        while saved < 60:  # a checkpoint a quarter of the way in
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            if ckpt.exists():
+                saved = torch.load(ckpt, weights_only=False)["epoch"]
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert checkpoint_state(ckpt)["key"] == RESUMABLE.key
+    resumed = fit(RESUMABLE, checkpoint=ckpt)
+    whole = fit(RESUMABLE)
+    assert resumed.curve == whole.curve and resumed.metrics == whole.metrics
+    assert resumed.provenance["resumed_at_epochs"][0] >= 60 and "resumed_at_epochs" not in whole.provenance
+    assert not ckpt.exists()
+
+
+def test_a_checkpoint_of_another_run_or_no_checkpoint_is_refused(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not a checkpoint of a symlib run"):
+        fit(RESUMABLE, checkpoint=ckpt)
+    torch.save({"callbacks": {"Resumable": {"key": "0123abcd", "elapsed_s": 1.0, "resumed_at": []}}}, ckpt)
+    with pytest.raises(ValueError, match="belongs to run 0123abcd, not to"):
+        fit(RESUMABLE, checkpoint=ckpt)
+    assert ckpt.exists(), "a refused checkpoint is left for the user to look at"
+    with pytest.raises(ValueError, match="checkpoint_every_s must be"):
+        fit(RESUMABLE, checkpoint=ckpt, checkpoint_every_s=-1)
