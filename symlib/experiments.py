@@ -375,6 +375,15 @@ def fidelity_components(profile: str) -> list[RunConfig]:
     return _grid(profile, "aba_abb", list(AUTHORS_MODELS.values()), N_PAPER, SEEDS_PAPER, PAPER)
 
 
+def fidelity_bf16(profile: str) -> list[RunConfig]:
+    """The speed question before the wide re-runs: ``protocol`` and ``protocol_large`` (full
+    1000-epoch runs, seed 0: transformer, + KQ, + VO, MLP, LSTM on ABA vs ABB, n = 16 … 8192)
+    with every training step under bf16 autocast, about 1.9× faster per sample for the
+    transformers on this CPU (README).  Adopted for regression runs only if these runs agree with
+    their float32 twins (:func:`symlib.fidelity.bf16_verdict`): 16 runs, about 1.1 CPU-hours."""
+    return [replace(c, train=replace(c.train, precision="bf16")) for c in protocol(profile) + protocol_large(profile)]
+
+
 # ----------------------------------------------------------------------------- next-token (copy)
 # Chapter: *Next-token experiments*.  The copy model is the calibration's (the authors' next-token
 # model at their defaults): depth 2, 4 heads × 64, MLP 256, tied N(0, 1) embedding, final LN
@@ -506,6 +515,7 @@ EXPERIMENTS = {
     "fidelity_width": fidelity_width,
     "fidelity_multipliers": fidelity_multipliers,
     "fidelity_components": fidelity_components,
+    "fidelity_bf16": fidelity_bf16,
 }
 
 

@@ -1,6 +1,7 @@
 """The experiment grids: the large-n protocol, the seeds a figure can report, the axes of figures 4–5."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -21,6 +22,8 @@ def test_early_stopping_only_below_full_from():
         for c in experiment(name):
             if name in ("protocol", "protocol_large"):
                 assert c.train == FULL, name
+            elif name == "fidelity_bf16":  # the protocol runs under bf16
+                assert c.train == replace(FULL, precision="bf16"), name
             elif c.data.n >= FULL_FROM:
                 assert c.train.stop_train_loss is None and c.train.epochs == 1000, (name, c.data.n)
             elif name.startswith(("copy", "binding")):  # next-token: no rule passed its check

@@ -2,6 +2,7 @@
 grids, and every branch of the verdict rules on synthetic frames."""
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -11,9 +12,9 @@ from symlib import ModelConfig, build_model
 from symlib.experiments import (AUTHORS_MODELS, IDENTITY_FAMILIES, MIMETIC, MODELS, MULTIPLIERS, N_MULTIPLIERS,
                                 N_MULTIPLIERS_VO, N_PAPER, N_WIDTH, SEEDS_PAPER, TRANSFORMER, WIDE_MODELS, experiment,
                                 identity_model)
-from symlib.fidelity import (COMPONENTS, FLOOR_GONE, GAP_FLOOR, PAPER_IDENTITY, component_table, components_verdict,
-                             estimate_cpu_hours, log_gap, multiplier_table, multipliers_verdict, width_table,
-                             width_verdict)
+from symlib.fidelity import (BF16_TOL, COMPONENTS, FLOOR_GONE, GAP_FLOOR, PAPER_IDENTITY, bf16_table, bf16_verdict,
+                             component_table, components_verdict, estimate_cpu_hours, log_gap, multiplier_table,
+                             multipliers_verdict, width_table, width_verdict)
 from symlib.models import ReluElman, model_label
 from symlib.paper import curve
 from symlib.runs import RunResult
@@ -456,3 +457,60 @@ def test_progress_table_counts_stored_runs_and_complete_seeds(tmp_path):
     t = progress_table(store)
     assert t.loc["3. the authors' components", "runs stored"] == "36 of 108"
     assert t.loc["3. the authors' components", "seeds complete"] == "1"
+
+
+# ----------------------------------------------------------------------------- speed: bf16
+
+def bf16_frames(bf16_loss: dict | None = None, bf16_train: dict | None = None):
+    """float32 runs, their bf16 twins and figure-2 seeds of two models at two n: the transformer
+    (seeds 0.10–0.20 apart at n = 2048, log spread 0.30) and the MLP (all at 1.00). bf16 runs take
+    half the CPU time of float32; ``bf16_loss``/``bf16_train``: {(model, n): value} overrides."""
+    rows, seeds = [], []
+    for model, n, loss in (("transformer", 256, 0.8), ("transformer", 2048, 0.1), ("MLP", 256, 1.0), ("MLP", 2048, 1.0)):
+        base = {"task_label": "ABA vs ABB", "model": model, "n": n, "seed": 0, "threads": 1}
+        rows.append({**base, "test_loss": loss, "train_loss": 1e-5, "wall_time_s": 100.0, "precision": "32"})
+        rows.append({**base, "test_loss": (bf16_loss or {}).get((model, n), loss),
+                     "train_loss": (bf16_train or {}).get((model, n), 1e-5), "wall_time_s": 50.0, "precision": "bf16"})
+        for s, f in enumerate((1.0, 1.5, 2.0) if model == "transformer" else (1.0, 1.0, 1.0)):
+            seeds.append({**base, "seed": s, "test_loss": loss * f})
+    f = pd.DataFrame(rows)
+    return f[f.precision == "32"], f[f.precision == "bf16"], pd.DataFrame(seeds)
+
+
+def test_bf16_table_pairs_runs_and_takes_the_seed_spread_as_tolerance():
+    t = bf16_table(*bf16_frames({("transformer", 2048): 0.15})).set_index(["model", "n"])
+    assert t.loc[("transformer", 2048), "tol"] == pytest.approx(math.log10(2.0))
+    assert t.loc[("MLP", 256), "tol"] == BF16_TOL                       # seeds identical: the least tolerance
+    assert t.loc[("transformer", 2048), "dlog"] == pytest.approx(math.log10(1.5))
+    assert t.agrees.all() and (t.speedup == 2.0).all()
+
+
+def test_bf16_that_agrees_and_fits_is_adopted():
+    c = bf16_verdict(bf16_table(*bf16_frames()))
+    assert (c.verdict, c.ours) == ("reproduced", "adopted")
+    assert "agree within the seed spread on 4 of 4" in c.measured and "transformers 2.00× faster" in c.measured
+
+
+def test_bf16_off_on_the_mlp_only_is_adopted_for_transformers_only():
+    c = bf16_verdict(bf16_table(*bf16_frames({("MLP", 2048): 1.3})))    # log10 1.3 = 0.11 > 0.05
+    assert (c.verdict, c.ours) == ("partial", "transformers only") and not c.checks["MLP n = 2048"]
+    assert "largest gap 0.11 in log10, MLP at n = 2048: 1 → 1.3" in c.measured
+
+
+def test_bf16_run_that_stops_fitting_is_not_adopted_even_if_its_test_loss_agrees():
+    c = bf16_verdict(bf16_table(*bf16_frames(bf16_train={("transformer", 256): 0.02})))
+    assert (c.verdict, c.ours) == ("not reproduced", "not adopted")
+    assert "where float32 does on 3 of 4" in c.measured
+
+
+def test_bf16_run_without_a_float32_twin_is_refused():
+    fp32, bf16, seeds = bf16_frames()
+    with pytest.raises(ValueError, match="no float32 twin for the bf16 runs of MLP at n = 2048"):
+        bf16_table(fp32[~((fp32.model == "MLP") & (fp32.n == 2048))], bf16, seeds)
+
+
+def test_bf16_grid_is_the_protocol_runs_under_bf16():
+    fp32 = experiment("protocol") + experiment("protocol_large")
+    bf16 = experiment("fidelity_bf16")
+    assert [c.train.precision for c in bf16] == ["bf16"] * len(fp32) == ["bf16"] * 16
+    assert [replace(c, train=replace(c.train, precision="32")).key for c in bf16] == [c.key for c in fp32]
