@@ -4,6 +4,7 @@
     python -m symlib.bench --parallel      # sweep workers: processes vs threads
     python -m symlib.bench --last-layer    # readout-only runs: cached features vs none
     python -m symlib.bench --precision     # the regression transformers: bf16 autocast vs float32
+    python -m symlib.bench --compile       # the sweep transformer: torch.compile vs eager
 
 Both sides train the same transformer on the same task from the same seed, end to end (data,
 model, training, one final evaluation of validation and test), interleaved in alternating order
@@ -143,6 +144,41 @@ def precision(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1
     return rows
 
 
+def compiled(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1) -> dict:
+    """``torch.compile`` on the regression sweep's transformer (dim 64, 2 heads; chapter
+    *Regression experiments*, section on speed), ABA vs ABB at the paper's batch size:
+    ``compile_s``, the one-off cost of the first compiled training step (compilation of forward
+    and backward, minus an eager step), and ``speedup``, the time of ``epochs`` epochs of the eager
+    model over that of the compiled one once compiled (best of ``repeats`` interleaved).  A sweep
+    would pay the compilation at least once per worker and again whenever the shapes change (the
+    vocabulary, and so the embedding's shape, changes with n)."""
+    from .experiments import PAPER, TRANSFORMER
+    torch.set_num_threads(threads)
+    task = get_task("aba_abb")
+    d = make_data(task, DataConfig(n=n), seed=0)
+    nets = {False: model_for(TRANSFORMER, d, seed=0), True: model_for(TRANSFORMER, d, seed=0)}
+    opts = {c: torch.optim.Adam(net.parameters(), lr=PAPER.lr) for c, net in nets.items()}
+    nets[True] = torch.compile(nets[True])
+    batches = TensorBatches(d.x["train"], d.y["train"], PAPER.batch_size, 0)
+
+    def train(c: bool, epochs: int) -> None:
+        for _ in range(epochs):
+            for x, y in batches:
+                loss = loss_fn(task.kind, nets[c](x), y)
+                opts[c].zero_grad()
+                loss.backward()
+                opts[c].step()
+
+    first = {}
+    for c in (False, True):  # the first step of each: the compiled one compiles
+        t = time.perf_counter()
+        train(c, 1)
+        first[c] = time.perf_counter() - t
+    best = best_interleaved({c: (lambda seed, c=c: train(c, epochs)) for c in (False, True)}, repeats)
+    return {"compile_s": first[True] - first[False], "eager_s": best[False], "compiled_s": best[True],
+            "speedup": best[False] / best[True]}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m symlib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2048, help="training samples (default 2048)")
@@ -155,6 +191,8 @@ def main(argv=None) -> None:
                    help="instead: readout-only training with cached features vs a forward pass per step")
     p.add_argument("--precision", action="store_true",
                    help="instead: the regression transformers (dim 64 and 128) under bf16 autocast vs float32")
+    p.add_argument("--compile", action="store_true",
+                   help="instead: the sweep transformer under torch.compile vs eager (bare loops)")
     args = p.parse_args(argv)
     for name in ("n", "epochs", "repeats", "threads"):  # refused before minutes of warm-up, not after
         try:
@@ -170,6 +208,13 @@ def main(argv=None) -> None:
         for r in precision(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads):
             print(f"{r['model']:24s} float32 {r['float32_samples_per_s']:8.0f} samples/s   bf16 "
                   f"{r['bf16_samples_per_s']:8.0f} samples/s   speed-up {r['speedup']:.2f}x")
+        return
+    if args.compile:
+        r = compiled(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads)
+        print(f"torch.compile, transformer dim 64 x 2 heads, ABA vs ABB, n={args.n}, batch 1024, threads={args.threads}: "
+              f"the first compiled step costs {r['compile_s']:.0f} s more than an eager one; then {args.epochs} epochs "
+              f"take {r['compiled_s']:.2f} s against {r['eager_s']:.2f} s eager (best of {args.repeats}), "
+              f"speed-up {r['speedup']:.2f}x")
         return
     if args.last_layer:
         r = last_layer(n=args.n, epochs=args.epochs * 4, repeats=args.repeats, threads=args.threads)
