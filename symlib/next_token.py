@@ -237,6 +237,20 @@ def binding_verdict(table: pd.DataFrame) -> tuple[str, list[bool], str]:
     return grade(checks), checks, measured
 
 
+def binding_ours(table: pd.DataFrame) -> str:
+    """The binding measurement in a few words (the status page's "ours"): each model's test error at
+    its largest n, with the plain model's share that is the other variable's value.
+    ``table``: :func:`binding_table`."""
+    parts = []
+    for model, part in table.sort_values("n").groupby("model", sort=False):
+        last = part.iloc[-1]
+        name = "plain" if model == "transformer" else "+ KQ & VO" if "KQ & VO" in model else model
+        share = (f" ({last.other_value / last.test_error:.0%} the other value)"
+                 if name == "plain" and last.test_error > 0 else "")
+        parts.append(f"{name} {last.test_error:.2f} at n = {int(last.n)}{share}")
+    return ", ".join(parts)
+
+
 def binding_progress(table: pd.DataFrame) -> str:
     """What a partly run binding grid shows so far, for the status page (:func:`symlib.status.progress`):
     per model, the test error at its largest stored n and the share of it that is the other

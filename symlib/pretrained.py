@@ -628,6 +628,9 @@ IDENTITY_P = 0.01    # a head is identity-like if its diagonal z beats the rando
 IDENTITY_SHARE = 0.10  # … and "heads show identity-like diagonals" if at least this share of heads do, in qk and in ov
 
 
+SHORT_NAMES = {"ours": "our GPT", "smollm": "SmolLM2"}  # the backbones as the status page names them
+
+
 def n_star(frame: pd.DataFrame, threshold: float = THRESHOLD) -> float:
     """Smallest ``n`` whose seed-mean ``test_loss`` is below ``threshold`` and stays below it at
     every larger ``n`` of ``frame`` (one model, one init); ``inf`` if none."""
@@ -666,7 +669,7 @@ def identity_share(heads: pd.DataFrame, p: float = IDENTITY_P) -> pd.DataFrame:
             .identity_like.agg(share="mean", heads="size").reset_index())
 
 
-def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model: str) -> tuple[str, str]:
+def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model: str) -> tuple[str, str, str]:
     """The rule of ``gpt2_pretrained``, fixed before the runs.  Two parts:
 
     * **efficiency** holds if ``ratio >= FAR_MORE`` on every model of ``eff``;
@@ -674,7 +677,8 @@ def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model
       of at least ``IDENTITY_SHARE`` in both ``qk`` and ``ov``.
 
     reproduced: both hold; partial: one of them holds, or efficiency holds on some model;
-    not reproduced: neither."""
+    not reproduced: neither.  Returns the verdict, the measurement in a sentence and in a few words
+    (the status page's "ours")."""
     if eff.empty or shares.empty:
         raise ValueError("pretrained_verdict needs the efficiency table and the head shares")
     far = eff.ratio >= FAR_MORE
@@ -683,8 +687,10 @@ def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model
         raise ValueError(f"no qk and ov head shares for model {pretrained_model!r}")
     heads_ok = bool((mine >= IDENTITY_SHARE).all())
     eff_text = "; ".join(f"{r.model}: n* {_fmt(r.n_star_pretrained)} pretrained vs {_fmt(r.n_star_scratch)} "
-                         f"from scratch ({_ratio(r)}; test loss {r.loss_pretrained:.2f} vs {r.loss_scratch:.2f} "
+                         f"from scratch ({_ratio(r)}, test loss {r.loss_pretrained:.2f} vs {r.loss_scratch:.2f} "
                          f"at the grid's end, n = {r.n_max})" for r in eff.itertuples())
+    ours = ", ".join(f"{SHORT_NAMES.get(r.model, r.model)} {_ratio_short(r)}" for r in eff.itertuples()) + (
+        f"; heads {mine['qk']:.0%} / {mine['ov']:.0%} identity-like")
     heads_text = (f"identity-like heads of {pretrained_model}: {mine['qk']:.0%} of W_Q W_Kᵀ, {mine['ov']:.0%} of "
                   f"W_V W_O (p ≤ {IDENTITY_P})")
     if far.all() and heads_ok:
@@ -693,7 +699,7 @@ def pretrained_verdict(eff: pd.DataFrame, shares: pd.DataFrame, pretrained_model
         verdict = "partial"
     else:
         verdict = "not reproduced"
-    return verdict, f"{eff_text}; {heads_text}"
+    return verdict, f"{eff_text}; {heads_text}", ours
 
 
 def _ratio(r) -> str:
@@ -701,6 +707,13 @@ def _ratio(r) -> str:
     ratio where neither did (the grid ends before either reaches the threshold)."""
     if math.isinf(r.n_star_pretrained):
         return "no ratio: neither init reaches n* within the grid"
+    return f"{'≥ ' if r.bound else ''}{r.ratio:.0f}×"
+
+
+def _ratio_short(r) -> str:
+    """The efficiency ratio in a few words: "≥ 4×", "8×", or "no n* by 1024"."""
+    if math.isinf(r.n_star_pretrained):
+        return f"no n* by {r.n_max}"
     return f"{'≥ ' if r.bound else ''}{r.ratio:.0f}×"
 
 

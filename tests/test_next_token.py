@@ -187,6 +187,10 @@ def test_binding_verdict_rule(plain, both, checks):
     assert got == checks
     assert verdict == {3: "reproduced", 0: "not reproduced"}.get(sum(checks), "partial")
     assert "plain test error 0.95 (n = 16)" in measured
+    last_plain, last_both = plain[-1], both[-1]
+    assert NT.binding_ours(_binding(plain, both)) == (
+        f"plain {last_plain[1]:.2f} at n = {last_plain[0]} ({last_plain[2] / last_plain[1]:.0%} the other value), "
+        f"+ KQ & VO {last_both[1]:.2f} at n = {last_both[0]}")
 
 
 def test_binding_table_splits_the_error():

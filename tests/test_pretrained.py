@@ -411,13 +411,18 @@ def test_n_star_needs_the_curve_to_stay_below():
 ])
 def test_pretrained_verdict_branches(stars, shares, verdict):
     eff = P.efficiency(_eff_frame(stars))
-    got, text = P.pretrained_verdict(eff, _shares(*shares), "smollm")
+    heads = _shares(*shares)
+    got, text, ours = P.pretrained_verdict(eff, heads, "smollm")
     assert got == verdict and "smollm" in text
+    qk, ov = heads.set_index("kind").share[["qk", "ov"]]
+    assert ours.endswith(f"; heads {qk:.0%} / {ov:.0%} identity-like")
     if verdict == "not reproduced":   # neither init of smollm reaches n*: no ratio, not "1×"
         assert "smollm: n* never pretrained vs never from scratch (no ratio: neither init reaches n*" in text
+        assert ours.startswith("our GPT 1×, SmolLM2 no n* by 256;")
     if verdict == "reproduced":
-        assert "ours: n* 16 pretrained vs 64 from scratch (4×; test loss 0.05 vs 0.05 at the grid's end, n = 256)" in text
-        assert "(≥ 64×; test loss 0.05 vs 0.80 at the grid's end, n = 256)" in text
+        assert "ours: n* 16 pretrained vs 64 from scratch (4×, test loss 0.05 vs 0.05 at the grid's end, n = 256)" in text
+        assert "(≥ 64×, test loss 0.05 vs 0.80 at the grid's end, n = 256)" in text
+        assert ours.startswith("our GPT 4×, SmolLM2 ≥ 64×;")
 
 
 def test_efficiency_counts_never_as_twice_the_grid_and_marks_a_bound():
