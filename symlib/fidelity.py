@@ -423,11 +423,11 @@ def bf16_table(fp32: pd.DataFrame, bf16: pd.DataFrame, seeds: pd.DataFrame, floo
     (``protocol``, ``protocol_large``; same task, model, n and seed): both test losses, their
     distance ``dlog`` in log10 (each clipped below at ``floor``), the tolerance ``tol`` — the seed
     spread of the same model and n in ``seeds`` (figure 2's runs, :func:`log_spread`), at least
-    :data:`BF16_TOL` — whether each run fits its training set (:data:`FIT_LOSS`), and the CPU
-    seconds of each (wall × threads)."""
-    cols = PAIR + ["test_loss", "train_loss", "cpu"]
-    cpu = lambda f: f.assign(cpu=f.wall_time_s * f.threads.fillna(1))  # noqa: E731
-    both = cpu(fp32)[cols].merge(cpu(bf16)[cols], on=PAIR, suffixes=("_fp32", "_bf16"), how="right")
+    :data:`BF16_TOL` — and whether each run fits its training set (:data:`FIT_LOSS`).  No speed:
+    the float32 records come from earlier sessions, code and machine load, so their CPU times are
+    no like-for-like yardstick; ``python -m symlib.bench --precision`` measures the speed-up."""
+    cols = PAIR + ["test_loss", "train_loss"]
+    both = fp32[cols].merge(bf16[cols], on=PAIR, suffixes=("_fp32", "_bf16"), how="right")
     if both.test_loss_fp32.isna().any():
         lost = both[both.test_loss_fp32.isna()][["model", "n"]].drop_duplicates().itertuples(index=False)
         raise ValueError("no float32 twin for the bf16 runs of " + ", ".join(f"{m} at n = {n}" for m, n in lost)
@@ -439,7 +439,6 @@ def bf16_table(fp32: pd.DataFrame, bf16: pd.DataFrame, seeds: pd.DataFrame, floo
     both["agrees"] = both.dlog <= both.tol
     both["fits_fp32"], both["fits_bf16"] = both.train_loss_fp32 <= FIT_LOSS, both.train_loss_bf16 <= FIT_LOSS
     both["fits_alike"] = ~both.fits_fp32 | both.fits_bf16   # fits in float32 ⇒ fits in bf16
-    both["speedup"] = both.cpu_fp32 / both.cpu_bf16
     return both.sort_values(["model", "n"]).reset_index(drop=True)
 
 
@@ -454,12 +453,11 @@ def bf16_verdict(table: pd.DataFrame) -> Claim:
     holds = table.agrees & table.fits_alike
     transformer = table.model.str.startswith("transformer")
     worst = table.loc[table.dlog.idxmax()]
-    speed = table.groupby(transformer.map({True: "transformers", False: "MLP and LSTM"})).speedup.median()
     measured = (f"bf16 against float32 on {len(table)} full-length runs: test losses agree within the seed spread "
                 f"on {int(table.agrees.sum())} of {len(table)} (largest gap {worst.dlog:.2f} in log10, {worst.model} "
                 f"at n = {worst.n}: {worst.test_loss_fp32:.3g} → {worst.test_loss_bf16:.3g}, tolerance {worst.tol:.2f}); "
-                f"fits its training set where float32 does on {int(table.fits_alike.sum())} of {len(table)}; "
-                "CPU time " + ", ".join(f"{k} {v:.2f}× faster (median)" for k, v in speed.items()) + f". ({seed_note(table)})")
+                f"fits its training set where float32 does on {int(table.fits_alike.sum())} of {len(table)}. "
+                f"({seed_note(table)})")
     verdict = grade([holds.all()], partial=[holds[transformer].all() and transformer.any()])
     ours = {"reproduced": "adopted", "partial": "transformers only", "not reproduced": "not adopted"}[verdict]
     checks = {f"{r.model} n = {r.n}": bool(h) for r, h in zip(table.itertuples(), holds)}
