@@ -37,18 +37,22 @@ def bare_loop(task_name: str, model: ModelConfig, train: TrainConfig, data: Data
     torch.manual_seed(seed)
     net = model_for(model, d, seed=seed)
     opt = torch.optim.Adam(net.parameters(), lr=train.lr)
-    batches = TensorBatches(d.x["train"], d.y["train"], train.batch_size, seed)
-    for _ in range(train.epochs):
-        for x, y in batches:
-            loss = loss_fn(task.kind, net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train_epochs(net, opt, TensorBatches(d.x["train"], d.y["train"], train.batch_size, seed), task.kind, train.epochs)
     with torch.no_grad():
         net.eval()
         for split in ("val", "test"):
             loss_fn(task.kind, net(d.x[split]), d.y[split]).item()
     return time.perf_counter() - start
+
+
+def train_epochs(net, opt, batches: TensorBatches, kind: str, epochs: int) -> None:
+    """The bare training loop: ``epochs`` passes over ``batches``, one optimizer step per batch."""
+    for _ in range(epochs):
+        for x, y in batches:
+            loss = loss_fn(kind, net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
 
 def best_interleaved(sides: dict, repeats: int) -> dict[str, float]:
@@ -162,12 +166,7 @@ def compiled(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1)
     batches = TensorBatches(d.x["train"], d.y["train"], PAPER.batch_size, 0)
 
     def train(c: bool, epochs: int) -> None:
-        for _ in range(epochs):
-            for x, y in batches:
-                loss = loss_fn(task.kind, nets[c](x), y)
-                opts[c].zero_grad()
-                loss.backward()
-                opts[c].step()
+        train_epochs(nets[c], opts[c], batches, task.kind, epochs)
 
     first = {}
     for c in (False, True):  # the first step of each: the compiled one compiles

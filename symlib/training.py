@@ -201,9 +201,9 @@ class Resumable(Checkpoint):
     earlier sessions, so the record's ``wall_time_s`` counts the whole run).  Written to a
     temporary file and renamed: a kill while saving leaves the previous checkpoint whole."""
 
-    def __init__(self, path: Path, key: str, every_s: float, elapsed_s: float = 0.0):
+    def __init__(self, path: Path, key: str, every_s: float):
         self.path, self.key, self.every_s = Path(path), key, every_s
-        self.elapsed_s = elapsed_s        # wall seconds of the sessions before this one
+        self.elapsed_s = 0.0              # wall seconds of the sessions before this one (set on resume)
         self.resumed_at: list[int] = []   # epochs at which this run was resumed
         self.start = self.last = time.perf_counter()
 
