@@ -349,12 +349,14 @@ N_WIDTH = N_PAPER[-4:]  # 1024 … 8192: where our plain transformer levels off
 def fidelity_width(profile: str) -> list[RunConfig]:
     """Check 1, width and heads: does the plain transformer's floor at large n (0.06–0.20 against
     the paper's ~1e-4) go with a wider model?  Plain and + KQ at the two widths of ``WIDE_MODELS``,
-    on ABA vs ABB and same/different, n = 1024 … 8192, seeds 0–2.  Figure 5's 8-head runs and
-    ``fig1_width``'s are the same configs (stored, not recomputed).  Rule and cost:
-    :func:`symlib.fidelity.width_verdict`, :data:`symlib.fidelity.COST`."""
+    on ABA vs ABB and same/different, n = 1024 … 8192, seeds 0–2, every run under bf16 autocast
+    (adopted for new regression runs by ``fidelity_bf16``'s rule; about half the float32 cost).
+    Figure 5's 8-head runs and ``fig1_width``'s, in float32, are these runs' float32 twins: six more
+    bf16 pairs, at the wider widths.  Rule and cost: :func:`symlib.fidelity.width_verdict`,
+    :data:`symlib.fidelity.COST`."""
     models = [replace(m, kq_identity=kq) for m in WIDE_MODELS.values() for kq in (False, True)]
     return _unique(c for t in ("aba_abb", "same_different")
-                   for c in _grid(profile, t, models, N_WIDTH, SEEDS_PAPER, PAPER))
+                   for c in _grid(profile, t, models, N_WIDTH, SEEDS_PAPER, replace(PAPER, precision="bf16")))
 
 
 AUTHORS_WIDTH = 128  # the authors' RNN and LSTM have one width (embedding = hidden): our hidden width [ours]

@@ -28,6 +28,8 @@ def test_early_stopping_only_below_full_from():
                 assert c.train.stop_train_loss is None and c.train.epochs == 1000, (name, c.data.n)
             elif name.startswith(("copy", "binding")):  # next-token: no rule passed its check
                 assert c.train.stop_train_loss is None and c.train.epochs == 1000, (name, c.data.n)
+            elif name == "fidelity_width":  # check 1's wide runs: bf16, adopted before they started
+                assert c.train == replace(PAPER, precision="bf16"), (name, c.data.n)
             elif name not in ("fig5", "fig6_batch"):  # these vary lr or batch size around PAPER
                 assert c.train == PAPER, (name, c.data.n)
     # fig2's plain and + VO runs at large n are exactly protocol_large's: computed once, shared
