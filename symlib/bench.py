@@ -3,7 +3,7 @@
     python -m symlib.bench [--n 2048] [--epochs 16] [--repeats 3] [--threads 1]
     python -m symlib.bench --parallel      # sweep workers: processes vs threads
     python -m symlib.bench --last-layer    # readout-only runs: cached features vs none
-    python -m symlib.bench --precision     # the regression transformers: bf16 autocast vs float32
+    python -m symlib.bench --precision     # figure 2's models: bf16 autocast vs float32, and the sweep's cost
     python -m symlib.bench --compile       # the sweep transformer: torch.compile vs eager
 
 Both sides train the same transformer on the same task from the same seed, end to end (data,
@@ -124,18 +124,24 @@ def last_layer(n: int = 4096, epochs: int = 50, repeats: int = 3, threads: int =
             "speedup": min(times[False]) / min(times[True])}
 
 
+def precision_models() -> dict[str, ModelConfig]:
+    """The models :func:`precision` times: figure 2's (chapter *Regression experiments*) by their
+    kind — the sweep transformer stands for its identity variants — and check 1's wider transformer."""
+    from .experiments import MODELS, TRANSFORMER
+    return {"transformer": TRANSFORMER, "transformer (dim 128, 4 heads)": replace(TRANSFORMER, dim=128, heads=4, mlp_dim=256),
+            "MLP": MODELS["MLP"], "RNN": MODELS["RNN"], "LSTM": MODELS["LSTM"]}
+
+
 def precision(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1) -> list[dict]:
-    """Training speed of the regression sweep's transformer (dim 64, 2 heads × 64; chapter
-    *Regression experiments*) and of the wider one of its fidelity checks (dim 128, 4 heads × 64)
-    under bf16 autocast against float32: ``fit`` end to end on ABA vs ABB with the paper's batch
-    size, repeats interleaved and alternated, the best of each side reported.  A speed figure
-    only: whether bf16 changes the test losses is a question for full runs (the
-    fidelity checks of that chapter), not for this benchmark."""
-    from .experiments import PAPER, TRANSFORMER
+    """Training speed under bf16 autocast against float32 of :func:`precision_models`: ``fit`` end
+    to end on ABA vs ABB with the paper's batch size, repeats interleaved and alternated, the best of
+    each side reported.  A speed figure only: whether bf16 changes the test losses is a question for
+    full runs (``fidelity_bf16`` in the regression chapter), not for this benchmark."""
+    from .experiments import PAPER
     data = DataConfig(n=n)
     torch.set_num_threads(threads)
     rows = []
-    for model in (TRANSFORMER, replace(TRANSFORMER, dim=128, heads=4, mlp_dim=256)):
+    for label, model in precision_models().items():
         trains = {p: replace(PAPER, epochs=epochs, eval_every=epochs, stop_train_loss=None, precision=p)
                   for p in ("32", "bf16")}
         for p, train in trains.items():  # warm-up: imports, allocator, autocast kernels
@@ -143,9 +149,32 @@ def precision(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1
         best = best_interleaved({p: (lambda seed, train=train: fit("aba_abb", model, train, data, seed=seed, threads=threads))
                                  for p, train in trains.items()}, repeats)
         f32, b16 = (n * epochs / best[p] for p in ("32", "bf16"))
-        rows.append({"model": f"dim {model.dim}, {model.heads} heads x {model.dim_head}", "float32_samples_per_s": f32,
-                     "bf16_samples_per_s": b16, "speedup": b16 / f32})
+        rows.append({"model": label, "float32_samples_per_s": f32, "bf16_samples_per_s": b16, "speedup": b16 / f32})
     return rows
+
+
+def sweep_under_bf16(speedups: dict[str, float], store=None, name: str = "fig2") -> list[dict]:
+    """What one seed of a stored regression sweep would cost under bf16: per seed, its stored
+    CPU-hours (wall time × threads of each record) and the same with every run's time divided by
+    the measured speed-up of its model kind (``speedups``: :func:`precision_models` label ->
+    speed-up; a transformer with identity terms takes the plain transformer's).  An estimate: it
+    assumes a run stops at the same epoch in both precisions, as ``fidelity_bf16``'s runs did
+    not need to (they trained all epochs)."""
+    from .experiments import experiment
+    from .store import RunStore
+    store = store or RunStore()
+    by_kind = {"transformer": speedups["transformer"], "mlp": speedups["MLP"], "rnn": speedups["RNN"],
+               "lstm": speedups["LSTM"]}
+    seeds: dict[int, list[float]] = {}
+    for c in experiment(name):
+        r = store.get(c.key)
+        if r is None:
+            continue
+        hours = r.wall_time_s * r.provenance.get("threads", 1) / 3600
+        both = seeds.setdefault(c.seed, [0.0, 0.0])
+        both[0] += hours
+        both[1] += hours / by_kind[c.model.kind]
+    return [{"seed": s, "float32_cpu_h": f, "bf16_cpu_h": b, "ratio": b / f} for s, (f, b) in sorted(seeds.items())]
 
 
 def compiled(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1) -> dict:
@@ -189,7 +218,8 @@ def main(argv=None) -> None:
     p.add_argument("--last-layer", action="store_true",
                    help="instead: readout-only training with cached features vs a forward pass per step")
     p.add_argument("--precision", action="store_true",
-                   help="instead: the regression transformers (dim 64 and 128) under bf16 autocast vs float32")
+                   help="instead: figure 2's models (and check 1's dim 128) under bf16 autocast vs float32, "
+                        "and what figure 2's sweep would cost under bf16")
     p.add_argument("--compile", action="store_true",
                    help="instead: the sweep transformer under torch.compile vs eager (bare loops)")
     args = p.parse_args(argv)
@@ -204,9 +234,14 @@ def main(argv=None) -> None:
         from .experiments import PAPER
         print(f"ABA vs ABB, n={args.n}, {args.epochs} epochs, batch {PAPER.batch_size} (the paper's protocol), "
               f"threads={args.threads}, best of {args.repeats} interleaved repeats")
-        for r in precision(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads):
-            print(f"{r['model']:24s} float32 {r['float32_samples_per_s']:8.0f} samples/s   bf16 "
+        rows = precision(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads)
+        for r in rows:
+            print(f"{r['model']:32s} float32 {r['float32_samples_per_s']:8.0f} samples/s   bf16 "
                   f"{r['bf16_samples_per_s']:8.0f} samples/s   speed-up {r['speedup']:.2f}x")
+        print("figure 2's stored runs, one seed, at these speed-ups (estimate):")
+        for r in sweep_under_bf16({r["model"]: r["speedup"] for r in rows}):
+            print(f"  seed {r['seed']}: {r['float32_cpu_h']:.2f} CPU-h in float32 -> {r['bf16_cpu_h']:.2f} under bf16 "
+                  f"({r['ratio']:.2f}x)")
         return
     if args.compile:
         r = compiled(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads)

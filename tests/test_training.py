@@ -154,13 +154,32 @@ def test_only_a_separate_frozen_body_is_cached():
 V_TEST = 11
 
 
-def test_precision_benchmark_reports_both_models_and_both_precisions():
+def test_precision_benchmark_reports_every_model_and_both_precisions():
     from symlib import bench
     rows = bench.precision(n=32, epochs=1, repeats=1)
-    assert [r["model"] for r in rows] == ["dim 64, 2 heads x 64", "dim 128, 4 heads x 64"]
+    assert [r["model"] for r in rows] == list(bench.precision_models()) == [
+        "transformer", "transformer (dim 128, 4 heads)", "MLP", "RNN", "LSTM"]
     for r in rows:
         assert r["float32_samples_per_s"] > 0 and r["bf16_samples_per_s"] > 0
         assert r["speedup"] == pytest.approx(r["bf16_samples_per_s"] / r["float32_samples_per_s"])
+
+
+def test_sweep_under_bf16_divides_each_run_by_its_kinds_speedup(tmp_path):
+    from symlib import bench
+    from symlib.experiments import experiment
+    from symlib.runs import RunResult
+    from symlib.store import RunStore
+    store = RunStore(tmp_path)
+    fig2 = experiment("fig2")
+    picks = {(c.model.kind, c.model.kq_identity): c for c in fig2 if c.seed == 1 and c.data.n == 16}
+    for (kind, kq), c in picks.items():  # 1800 s × 2 threads = 1 CPU-hour per record
+        store.put(RunResult(c.key, c.to_dict(), {"epochs_run": 10, "test_loss": 1.0}, [], 1800.0, {"threads": 2}))
+    speedups = {"transformer": 2.0, "MLP": 4.0, "RNN": 1.0, "LSTM": 1.0}
+    (row,) = bench.sweep_under_bf16(speedups, store)
+    kinds = [kind for kind, _ in picks]
+    want = sum(1 / {"transformer": 2.0, "mlp": 4.0, "rnn": 1.0, "lstm": 1.0}[k] for k in kinds)
+    assert row["seed"] == 1 and row["float32_cpu_h"] == pytest.approx(len(picks))
+    assert row["bf16_cpu_h"] == pytest.approx(want) and row["ratio"] == pytest.approx(want / len(picks))
 
 
 # ----------------------------------------------------------------------------- resuming a killed run
