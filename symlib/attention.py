@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import int_in
+
 
 class Attention(nn.Module):
     """Multi-head self-attention on ``(B, T, dim)``; see the module's docstring for the switches,
@@ -93,8 +95,7 @@ class Attention(nn.Module):
     # ------------------------------------------------------------------------- per-head views
 
     def _rows(self, h: int) -> slice:
-        if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < self.heads:
-            raise ValueError(f"head must be an integer in [0, {self.heads}); got {h!r}")
+        int_in("head", h, 0, self.heads - 1)
         return slice(h * self.dim_head, (h + 1) * self.dim_head)
 
     def W_Q(self, h: int) -> torch.Tensor:

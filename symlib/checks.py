@@ -1,7 +1,8 @@
 """Argument checks shared by the configs and the functions that take sizes.
 
 One place says what a positive integer is (not a bool, an ``int`` — or a numpy integer where the
-caller allows it — and > 0) and how a refusal reads: ``<name> must be a positive integer; got <value>``.
+caller allows it — and > 0) and how a refusal reads: ``<name> must be a positive integer; got <value>``;
+one says the same of an integer in a range (:func:`int_in`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ def positive_int(name: str, value, high: int | None = None, numpy_ok: bool = Fal
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
     if high is not None and value > high:
         raise ValueError(f"{name} must be at most {high}; got {value!r}")
+
+
+def int_in(name: str, value, low: int, high: int | None = None, why: str = "") -> None:
+    """Refuse ``value`` unless it is an integer (not a bool) with ``low <= value`` (``<= high`` when
+    given): ``<name> must be an integer >= <low>`` or ``… in <low>..<high>``, with ``why`` in
+    parentheses — seeds, orders, head indices, task sizes."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be an integer {allowed}{f' ({why})' if why else ''}; got {value!r}")
 
 
 def part(text: str) -> tuple[int, int]:

@@ -276,13 +276,17 @@ def hp_learning_rate(variants: pd.DataFrame, rates: list[float]) -> Claim:
 
 
 def hp_batch_size(variants: pd.DataFrame) -> Claim:
-    """Batch size: batch 16 beats batch 1024 at each n of BATCH_SMALL_N (in the grid)."""
+    """Batch size, "smaller batches help at small n": at each n of BATCH_SMALL_N (in the grid), batch
+    16 beats batch 1024 *and generalizes* (test loss below TRIVIAL).  Where both stay at the trivial
+    level the smaller batch only fails less badly, which is not the help the paper claims (issue 19:
+    the verdict must be one the data carry).  Reproduced if it holds at every such n, partial at some."""
     _, at, tail = _hp(variants)
     small = [n for n in BATCH_SMALL_N if n in set(variants.n)]
-    wins = {f"n = {n}": at[("batch_size = 16", n)] < at[("batch_size = 1024", n)] for n in small}
+    wins = {f"n = {n}": at[("batch_size = 16", n)] < min(at[("batch_size = 1024", n)], TRIVIAL) for n in small}
     measured = ("batch 16 vs 1024 test loss: "
                 + ", ".join(f"n = {n}: {at[('batch_size = 16', n)]:.2f} vs {at[('batch_size = 1024', n)]:.2f}"
-                            for n in small) + tail)
+                            for n in small)
+                + f"; a win counts where batch 16 also generalizes (below {TRIVIAL})" + tail)
     ours = "; ".join(f"{at[('batch_size = 16', n)]:.2f} vs {at[('batch_size = 1024', n)]:.2f} at {n}" for n in small)
     return Claim("hp_batch_size", grade(wins.values()), measured, ours, wins)
 
@@ -298,13 +302,24 @@ def hp_depth_heads(variants: pd.DataFrame) -> Claim:
     return Claim("hp_depth_heads", grade(checks.values()), measured, ours, checks)
 
 
-def hp_embedding_dim(variants: pd.DataFrame) -> Claim:
-    """Embedding dimension: dim 256 is harder than dim 32."""
-    diff, _, tail = _hp(variants)
-    hurts = diff["dim = 256"] > diff["dim = 32"]
-    measured = f"difficulty dim 32 → 256: {diff['dim = 32']:+.2f} → {diff['dim = 256']:+.2f}" + tail
-    return Claim("hp_embedding_dim", grade([hurts]), measured,
-                 f"dim 32 → 256: {diff['dim = 32']:+.2f} → {diff['dim = 256']:+.2f}", {"wider hurts": hurts})
+def hp_embedding_dim(variants: pd.DataFrame, noise: float) -> Claim:
+    """Embedding dimension, "a larger embedding dimension hurts": (1) dim 256 is harder than dim 32
+    by more than ``noise`` — one seed's noise in difficulty, the spread of the default's difficulty
+    over figure 2's seeds (figure 5 has one seed) — and (2) at no n where either generalizes (test
+    loss below TRIVIAL) is dim 256's test loss below dim 32's.  Reproduced if both hold, partial if
+    one does (issue 19: a one-seed difference inside the noise is not evidence either way)."""
+    diff, at, tail = _hp(variants)
+    gap = diff["dim = 256"] - diff["dim = 32"]
+    ns = sorted(set(variants.n))
+    learned = [n for n in ns if min(at[("dim = 256", n)], at[("dim = 32", n)]) < TRIVIAL]
+    checks = {"harder beyond one seed's noise": bool(gap > noise),
+              "never easier where they generalize": all(at[("dim = 256", n)] >= at[("dim = 32", n)] for n in learned)}
+    measured = (f"difficulty dim 32 → 256: {diff['dim = 32']:+.2f} → {diff['dim = 256']:+.2f} ({gap:+.2f}; one seed's "
+                f"noise {noise:.2f}); test loss dim 32 vs 256 where either generalizes: "
+                + (", ".join(f"n = {n}: {at[('dim = 32', n)]:.2f} vs {at[('dim = 256', n)]:.2f}" for n in learned) or "none")
+                + tail)
+    return Claim("hp_embedding_dim", grade(checks.values()), measured,
+                 f"dim 32 → 256: {diff['dim = 32']:+.2f} → {diff['dim = 256']:+.2f} (noise {noise:.2f})", checks)
 
 
 # ----------------------------------------------------------------------------- figures 6, 7, 8
@@ -386,6 +401,26 @@ def theory_mlp_unseen_weights(unseen_grad_max: float, unseen_change_max: float, 
 # ----------------------------------------------------------------------------- theory: the kernel chapter
 # (chapter *The transformer random-features kernel*; graded by what is proved, issue 22)
 
+SERIES_TOL = 1e-3          # kernel: Monte Carlo and quadrature against the exact series at small (β, γ)
+FD_TOL = 1e-2              # kernel: finite differences (step 0.3, degree-4 fit) against the exact Taylor terms
+
+
+def theory_kernel_check_values(identities_exact: bool, coupling_exact: bool, series_error: float,
+                               fd_error: float, measured: str, series_tol: float = SERIES_TOL,
+                               fd_tol: float = FD_TOL) -> Claim:
+    """The kernel's check values (chapter *The transformer random-features kernel*): (1) the closed
+    forms hold exactly by computer algebra — κ|0 and ∂²_β∂²_γ κ|0 for k = 2, 3, 4
+    (``identities_exact``) and the first coupling of disjoint strings (``coupling_exact``); (2) Monte
+    Carlo and quadrature agree with the series at small (β, γ) to ``series_tol``; (3) finite
+    differences match the exact Taylor terms to ``fd_tol``.  Reproduced if all hold; partial if the
+    closed forms hold but a numerical check does not; not reproduced if a closed form fails."""
+    checks = {"closed forms exact": bool(identities_exact) and bool(coupling_exact),
+              "Monte Carlo and quadrature match the series": series_error <= series_tol,
+              "finite differences match the exact terms": fd_error <= fd_tol}
+    return Claim("theory_kernel_check_values", grade(checks.values(), partial=[checks["closed forms exact"]]),
+                 measured, f"closed forms exact; numerics within {max(series_error, fd_error):.0e}", checks)
+
+
 IDENTITY_TOL = 1e-6        # the theorem's exact error formula against the measured test loss (absolute)
 
 
@@ -409,3 +444,45 @@ def theory_kernel_nonsingular(proved: dict, numerical_positive: bool, formula_er
     return Claim("theory_kernel_nonsingular", grade(checks.values(), partial=[checks["nonsingular: numerically everywhere"],
                                                                              checks["generalization theorem holds on the data"]]),
                  measured, ours, checks)
+
+
+# ----------------------------------------------------------------------------- theory: next-token
+# (chapter *Next-token theory*; graded by what is proved, like the kernel's nonsingularity)
+
+SPAN_TOL = 1e-9            # the unseen-row formula for one SGD step, relative to the change
+SIGNAL_BAND = (0.5, 2.0)   # a measured ratio "as predicted": within a factor 2 of the prediction
+VO_COPIES = 0.1            # the VO construction copies: error below this at the largest d
+
+
+def theory_inverse_scaling(proved: dict, span_error: float, projection_ratio: float, copier_fits: bool,
+                           copier_n_star: dict, transformer_signal: float, vo_errors: dict,
+                           vo_gradient_share: float, measured: str) -> Claim:
+    """The inverse scaling law's mechanism (chapter *Next-token theory*), graded by what is proved.
+
+    ``proved``: model -> whether the chapter *proves* the law for it (the linear copier; the
+    transformer, where it is argued and measured only); ``span_error``: the one-step SGD formula for
+    the unseen rows, relative error; ``projection_ratio``: an unseen embedding's squared projection
+    on trained models' read space over m/d (median); ``copier_fits``: the simulated linear copier fits
+    every training set it should; ``copier_n_star``: d -> its n* (None: beyond the grid);
+    ``transformer_signal``: trained transformers' unseen/training copy signal over the prediction
+    n_tok/(n_tok + d + 1), unseen rows reset (median); ``vo_errors``: d -> the VO construction's copy
+    error; ``vo_gradient_share``: the least share of strings whose gradient asks for a larger b_h.
+
+    Reproduced if the law is proved for every model and every measurement agrees (span exact; ratios
+    within SIGNAL_BAND; n* growing with d; the VO construction copying at the largest d with every
+    string pushing b_h up); partial if some of this holds; not reproduced if none does."""
+    ds = sorted(copier_n_star)
+    stars = [math.inf if copier_n_star[d] is None else copier_n_star[d] for d in ds]
+    lo, hi = SIGNAL_BAND
+    checks = {"proved for every model": bool(proved) and all(bool(v) for v in proved.values()),
+              "span exact for SGD": span_error < SPAN_TOL,
+              "unseen projection ≈ m/d": lo <= projection_ratio <= hi,
+              "copier fits, its n* grows with d": bool(copier_fits) and len(stars) > 1
+              and all(a <= b for a, b in zip(stars, stars[1:])) and stars[-1] > stars[0],
+              "transformer copy signal as predicted": lo <= transformer_signal <= hi,
+              "VO copies and is learnable": bool(vo_errors) and vo_errors[max(vo_errors)] < VO_COPIES
+              and vo_gradient_share == 1}
+    named = ", ".join(m for m, v in proved.items() if v) or "no model"
+    ours = (f"proved for {named}; copier n* " + " → ".join("> grid" if s == math.inf else f"{s:g}" for s in stars)
+            + f"; transformer signal ×{transformer_signal:.2f} of predicted")
+    return Claim("theory_inverse_scaling", grade(checks.values()), measured, ours, checks)

@@ -234,9 +234,9 @@ FIG6_BATCHES = [128, 1024, 8192]  # 1024 is figure 6's; 8192 >= every n here: fu
 
 
 def fig6_batch(profile: str) -> list[RunConfig]:
-    """Figure 6's check on MLP + XXᵀ's residual test loss (0.07–0.15 up to n = 1024, fading above):
-    not the frozen unseen rows (the chapter edits them), so is it the batch?  Up to n = 1024 every
-    step of figure 6 is full-batch; above, a token's first-layer row gets a gradient only from
+    """Figure 6's check on MLP + XXᵀ's residual test loss up to n = 1024 (chapter *Regression
+    experiments*): not the frozen unseen rows (the chapter edits them), so is it the batch?  Up to
+    n = 1024 every step of figure 6 is full-batch; above, a token's first-layer row gets a gradient only from
     the batch that holds its strings.  Batches of 128, 1024 and 8192 (full) at n = 256 and 1024,
     and full batch at n = 4096 (beside figure 6's 1024 there); both tasks, seeds 0–2."""
     model, tasks = [MODELS["MLP + XXᵀ"]], ("same_different", "aba_abb")
@@ -347,8 +347,8 @@ N_WIDTH = N_PAPER[-4:]  # 1024 … 8192: where our plain transformer levels off
 
 
 def fidelity_width(profile: str) -> list[RunConfig]:
-    """Check 1, width and heads: does the plain transformer's floor at large n (0.06–0.20 against
-    the paper's ~1e-4) go with a wider model?  Plain and + KQ at the two widths of ``WIDE_MODELS``,
+    """Check 1, width and heads: does the plain transformer's floor at large n (far above the
+    paper's curve; chapter *Regression experiments*) go with a wider model?  Plain and + KQ at the two widths of ``WIDE_MODELS``,
     on ABA vs ABB and same/different, n = 1024 … 8192, seeds 0–2, every run under bf16 autocast
     (adopted for new regression runs by ``fidelity_bf16``'s rule; about half the float32 cost).
     Figure 5's 8-head runs and ``fig1_width``'s, in float32, are these runs' float32 twins: six more
@@ -380,8 +380,8 @@ def fidelity_components(profile: str) -> list[RunConfig]:
 def fidelity_bf16(profile: str) -> list[RunConfig]:
     """The speed question before the wide re-runs: ``protocol`` and ``protocol_large`` (full
     1000-epoch runs, seed 0: transformer, + KQ, + VO, MLP, LSTM on ABA vs ABB, n = 16 … 8192)
-    with every training step under bf16 autocast, about 1.9× faster per sample for the
-    transformers on this CPU (README).  Adopted for regression runs only if these runs agree with
+    with every training step under bf16 autocast, faster per sample for the transformers on this
+    CPU (README, *Performance*).  Adopted for regression runs only if these runs agree with
     their float32 twins (:func:`symlib.fidelity.bf16_verdict`): 16 runs, about 1.1 CPU-hours."""
     return [replace(c, train=replace(c.train, precision="bf16")) for c in protocol(profile) + protocol_large(profile)]
 
@@ -469,8 +469,8 @@ def copy_protocol(profile: str) -> list[RunConfig]:
 
 
 def copy_bf16(profile: str) -> list[RunConfig]:
-    """``copy_protocol`` with training steps under bf16 autocast (1.7× faster per step on this CPU
-    at d = 256 and 1024): adopted for large d only if n* and fit agree with float32."""
+    """``copy_protocol`` with training steps under bf16 autocast (faster per step on this CPU;
+    README, *Performance*): adopted for large d only if n* and fit agree with float32."""
     return _grid(profile, "copy", [copy_model(256), copy_model(1024)], COPY_PROTOCOL_N, [0],
                  replace(FULL, precision="bf16"))
 
@@ -560,3 +560,34 @@ def results(name: str, profile: str = "paper", seeds=None, store=None, workers=N
     if workers is None and profile == "smoke":
         workers = 1
     return results_frame(run_sweep(configs, store, workers=workers))
+
+
+def figure_runs(name: str, profile: str = "paper", seeds=None, complete=(), store=None):
+    """``(frame, complete)``: a figure's runs over the seeds whose grid is complete in the store.
+
+    Experiments named in ``complete`` are completed first (their missing runs trained, see
+    :func:`results`).  Otherwise a seed still being swept is left out until all its runs are in, so
+    a chapter's numbers change only when a seed completes; a figure with no complete seed is shown
+    from whatever is stored and marked incomplete (no verdict).  ``seeds``: only these (None:
+    every seed).  Prints which seeds are still partial."""
+    if name in complete:
+        return results(name, profile, seeds, store=store), True
+    by_seed = {s: v for s, v in seed_status(name, profile, store).items() if seeds is None or s in seeds}
+    done = [s for s, (have, total) in by_seed.items() if have == total]
+    for s, (have, total) in by_seed.items():
+        if 0 < have < total:
+            print(f"{name}: seed {s} has {have} of {total} runs so far" + (" (not shown)" if done else ""))
+    if done:
+        return stored(name, profile, done, store)[0], True
+    return stored(name, profile, list(by_seed), store)[0], False
+
+
+def chapter_runs(name: str, profile: str = "paper"):
+    """``(frame, total)`` for a chapter whose sweeps take CPU-hours (*Next-token experiments*): in
+    the paper profile the runs of experiment ``name`` the store holds and the size of its grid —
+    the chapter never trains (``python -m symlib sweep NAME`` does); in the smoke profile its tiny
+    grid, trained now."""
+    if check_profile(profile) == "paper":
+        return stored(name)
+    frame = results(name, "smoke")
+    return frame, len(frame)

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import Attention
-from .checks import positive_int
+from .checks import int_in, positive_int
 
 VARIANTS = {"baseline": (False, False), "kq": (True, False), "vo": (False, True), "kq_vo": (True, True)}
 
@@ -185,8 +185,7 @@ class GPT(nn.Module):
 def build_gpt(cfg: GPTConfig, seed: int) -> GPT:
     """``GPT(cfg)`` initialised from ``seed`` alone (a private generator state; the global one is
     restored)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    int_in("seed", seed, 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return GPT(cfg)

@@ -172,6 +172,20 @@ def kappa_quadrature(x: Sequence[Hashable], y: Sequence[Hashable], beta: float, 
 # ----------------------------------------------------------------------------- K_trans
 
 
+def taylor_by_finite_differences(x: Sequence[Hashable], y: Sequence[Hashable], h: float = 0.3, degree: int = 4,
+                                 nodes: int | None = None, max_points: int = 2_000_000) -> np.ndarray:
+    """The Taylor coefficients of κ(x, y) in (β², γ²) by finite differences of
+    :func:`kappa_quadrature`: κ on a ``(degree + 1)²`` grid of β², γ² in [0, h], fitted exactly by a
+    polynomial of that degree in each.  Entry ``[i, j]`` is the coefficient of β^(2i) γ^(2j) — an
+    independent check of the exact series (chapter *The transformer random-features kernel*); its
+    truncation error grows with the order of the term.  ``nodes``, ``max_points``: the quadrature's."""
+    s = np.linspace(0, h, degree + 1)
+    F = np.array([[kappa_quadrature(x, y, np.sqrt(b2), np.sqrt(g2), nodes=nodes, max_points=max_points) for g2 in s]
+                  for b2 in s])
+    V = np.vander(s, degree + 1, increasing=True)
+    return np.linalg.solve(V, np.linalg.solve(V, F).T).T
+
+
 def relu_nngp(kxy: np.ndarray, kxx: np.ndarray | None = None, kyy: np.ndarray | None = None) -> np.ndarray:
     """The NNGP map of a ReLU layer with N(0, 1) weights (arc-cosine kernel of degree 1):
 

@@ -163,6 +163,12 @@ def run_grid(name: str, vocab_size: int = 8192) -> list[tuple]:
     raise ValueError(f"unknown language-model experiment {name!r}; allowed: pilot, main, smoke")
 
 
+def command(name: str) -> str:
+    """The command that computes experiment ``name``'s runs (a figure's reproduce note)."""
+    run_grid(name)  # refuses an unknown name
+    return f"python -m symlib.language_model {name}" + (" --part 1/2 (and 2/2)" if name == "main" else "")
+
+
 def stored(name: str, store=None) -> tuple[pd.DataFrame, int]:
     """(the stored runs of experiment ``name`` — rows of :func:`symlib.lm.lm_frame` —, the size of
     its grid).  A run's key includes the corpus identity (tokenizer and split fingerprints), taken
@@ -181,17 +187,22 @@ def stored(name: str, store=None) -> tuple[pd.DataFrame, int]:
     return frame[frame.key.isin(keys)].reset_index(drop=True), len(grid)
 
 
+PRECISION_NAMES = {"32": "float32", "bf16": "bf16"}  # LMTrainConfig.precision -> what a legend says
+
+
 def curve_frame(frame: pd.DataFrame, store=None) -> pd.DataFrame:
     """The evaluation curves of the runs of ``frame`` (rows of :func:`symlib.lm.lm_frame`): one row
-    per (run, evaluation) with ``variant``, ``precision``, ``seed``, ``step``, ``tokens``, the
-    losses, and the ``a_h`` / ``b_h`` lists of the identity variants."""
+    per (run, evaluation) with ``variant``, ``precision``, ``run`` (the figures' label, "variant ·
+    precision"), ``seed``, ``step``, ``tokens``, the losses, and the ``a_h`` / ``b_h`` lists of the
+    identity variants."""
     from .lm import get_lm_run
     from .store import RunStore
     store = store or RunStore()
     rows = [{"key": r.key, "variant": r.variant, "precision": r.precision, "seed": r.seed,
              **{k: v for k, v in point.items() if k != "wall_s"}}
             for r in frame.itertuples() for point in get_lm_run(store, r.key).curve]
-    return pd.DataFrame(rows)
+    curves = pd.DataFrame(rows)
+    return curves.assign(run=curves.variant + " · " + curves.precision.map(PRECISION_NAMES)) if len(curves) else curves
 
 
 def paired_curves(curves: pd.DataFrame, metric: str = "val_loss", baseline: str = BASELINE) -> pd.DataFrame:
@@ -246,7 +257,7 @@ def _legend_below(fig, ax, ncols: int):
 
 def loss_figure(curves: pd.DataFrame):
     """Validation (left) and training loss (right) against training tokens, colour = run
-    (variant · precision), line style = seed.  ``curves``: :func:`curve_frame` with a ``run`` column."""
+    (variant · precision), line style = seed.  ``curves``: :func:`curve_frame`."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -36,9 +36,10 @@ from scipy import stats
 
 from .data import DataConfig, TaskData, make_data
 from .models import MLP, ModelConfig, model_for
+from .runs import RunConfig, TrainConfig, provenance, run_config
 from .store import RunStore, atomic_write_text, cached_result, default_root
 from .tasks import from_spec
-from .training import RunConfig, TrainConfig, fit, loss_fn, provenance, run_config
+from .training import fit, loss_fn
 
 # ----------------------------------------------------------------------------- rows of the first layer
 

@@ -91,6 +91,9 @@ def series_for(figure: str, panel: str | None = None) -> dict[str, tuple[str, st
     return {ours: src for (p, ours), src in SERIES.get(figure, {}).items() if p == panel}
 
 
+PAPER_LABEL = "paper (digitized; marker colour = its curve)"
+
+
 def overlay(ax, figure: str, panel: str | None = None, legend: bool = True) -> int:
     """Draw the paper's curves for ``figure`` (and ``panel``) on ``ax`` beside each of our curves
     that the axes show (found by its legend label): dashed grey lines, with markers in the colour of
@@ -112,15 +115,22 @@ def overlay(ax, figure: str, panel: str | None = None, legend: bool = True) -> i
         from matplotlib.lines import Line2D
         handles, labels = ax.get_legend_handles_labels()
         handles.append(Line2D([], [], ls="--", color="0.45", marker="x"))
-        labels.append("paper (digitized; marker colour = its curve)")
+        labels.append(PAPER_LABEL)
         ax.legend(handles, labels, fontsize=ax.get_legend().get_texts()[0].get_fontsize() if ax.get_legend() else 8)
     return drawn
 
 
 def overlay_panels(fig, figure: str) -> int:
     """:func:`overlay` on each panel of a :func:`symlib.plots.loss_vs_n_panels` figure (panels are
-    found by their titles)."""
-    return sum(overlay(ax, figure, ax.get_title()) for ax in fig.axes if ax.get_visible())
+    found by their titles), with the paper's entry added to the figure's one shared legend (or to
+    each panel's legend, where the panels have their own)."""
+    from matplotlib.lines import Line2D
+    from .plots import shared_legend
+    shared = bool(fig.legends)
+    drawn = sum(overlay(ax, figure, ax.get_title(), legend=not shared) for ax in fig.axes if ax.get_visible())
+    if drawn and shared:
+        shared_legend(fig, extra=[(Line2D([], [], ls="--", color="0.45", marker="x"), PAPER_LABEL)])
+    return drawn
 
 
 def fidelity(frame: pd.DataFrame, figure: str, threshold: float = 0.1, by: str = "model",
@@ -217,6 +227,30 @@ def reproduce_note(experiment: str, frame: pd.DataFrame, command: str | None = N
     return _note(f"`{command}` recomputes the {len(frame)} runs behind this figure "
                  f"({_cpu_time(float((frame['wall_time_s'] * threads).sum()))} as recorded; stored runs are read, "
                  "not recomputed)", data)
+
+
+RUN_COLUMNS = ["task_label", "model", "n", "seed", "test_loss", "train_loss"]  # a run figure's CSV, by default
+
+
+def glue_run_note(key: str, experiment: str, frame: pd.DataFrame, plotted: pd.DataFrame | None = None,
+                  command: str | None = None) -> str:
+    """Under a glued figure drawn from stored runs: glue ``<key>-note`` (:func:`symlib.plots.glue_text`),
+    the :func:`reproduce_note` of ``frame``'s runs with a link to the CSV of ``plotted`` (default:
+    ``frame``'s :data:`RUN_COLUMNS`), written by :func:`figure_data` — no CSV while ``frame`` is
+    empty.  Returns the note."""
+    from .plots import glue_text
+    if plotted is None:
+        plotted = frame[[c for c in RUN_COLUMNS if c in frame]]
+    data = figure_data(key, plotted) if len(frame) else ""
+    return glue_text(f"{key}-note", reproduce_note(experiment, frame, command, data))
+
+
+def glue_computed_note(key: str, chapter: str, plotted: pd.DataFrame, cached: Sequence[str] = ()) -> str:
+    """Under a glued figure that ``chapter`` computes: glue ``<key>-note``, the :func:`computed_note`
+    with a link to the CSV of ``plotted`` (none while it is empty).  Returns the note."""
+    from .plots import glue_text
+    data = figure_data(key, plotted) if len(plotted) else ""
+    return glue_text(f"{key}-note", computed_note(chapter, cached, data=data))
 
 
 def computed_note(chapter: str, cached: Sequence[str] = (), data: str = "", root=None) -> str:

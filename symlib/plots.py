@@ -35,13 +35,14 @@ def _minmax(values) -> tuple[float, float]:
 
 def loss_vs_n(frame: pd.DataFrame, y: str = "test_loss", hue: str = "model", ax=None,
               title: str | None = None, trivial: float | None = TRIVIAL_LOSS, logy: bool = True,
-              hue_order=None, style: str | None = None):
-    """Line per ``hue`` value: mean of ``y`` over seeds at each n, band = min..max over seeds."""
+              hue_order=None, style: str | None = None, palette=None):
+    """Line per ``hue`` value: mean of ``y`` over seeds at each n, band = min..max over seeds.
+    ``palette``: colours by ``hue`` value (seaborn's default order otherwise)."""
     if frame.empty:
         raise ValueError("no runs to plot: the frame is empty (run the experiment's sweep first)")
     ax = ax or plt.subplots(figsize=(6.4, 4.2))[1]
     sns.lineplot(data=frame, x="n", y=y, hue=hue, style=style, hue_order=hue_order, estimator="mean",
-                 errorbar=_minmax, marker="o", ax=ax)
+                 errorbar=_minmax, marker="o", ax=ax, palette=palette)
     ax.set_xscale("log", base=2)
     if logy:
         ax.set_yscale("log")
@@ -58,7 +59,12 @@ def loss_vs_n(frame: pd.DataFrame, y: str = "test_loss", hue: str = "model", ax=
 
 def loss_vs_n_panels(frame: pd.DataFrame, panel: str, hue: str = "model", panel_order=None,
                      hue_order=None, ncols: int = 3, title: str | None = None, **kwargs):
-    """:func:`loss_vs_n` once per value of ``panel``, on shared axes; returns the figure."""
+    """:func:`loss_vs_n` once per value of ``panel``, on shared axes; returns the figure.
+
+    Where panels share curves (the same models on several tasks), each curve keeps one colour in
+    every panel and the figure has one legend, below the panels (:func:`shared_legend`).  Where
+    each panel has curves of its own (one hyper-parameter per panel, figures 4–5), each panel keeps
+    its own legend."""
     if frame.empty:
         raise ValueError("no runs to plot: the frame is empty (run the experiment's sweep first)")
     panels = list(panel_order) if panel_order is not None else sorted(frame[panel].unique())
@@ -66,21 +72,54 @@ def loss_vs_n_panels(frame: pd.DataFrame, panel: str, hue: str = "model", panel_
     fig, axes = plt.subplots(rows, ncols, figsize=(4.2 * ncols, 3.4 * rows), sharex=True, sharey=True,
                              squeeze=False)
     hue_order = hue_order if hue_order is not None else sorted(frame[hue].unique())
+    per_panel = [set(frame.loc[frame[panel] == value, hue]) for value in panels]
+    own_curves = sum(len(h) for h in per_panel) == len(set().union(*per_panel))  # no curve in two panels
+    palette = None if own_curves else dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order))))
     for ax, value in zip(axes.flat, panels):
         part = frame[frame[panel] == value]
         if part.empty:
             ax.set_title(f"{value} (no runs yet)", fontsize=9)
             continue
-        loss_vs_n(part, hue=hue, ax=ax, hue_order=[h for h in hue_order if h in set(part[hue])], **kwargs)
+        loss_vs_n(part, hue=hue, ax=ax, hue_order=[h for h in hue_order if h in set(part[hue])], palette=palette,
+                  **kwargs)
         ax.set_title(str(value), fontsize=9)
         ax.set_xlabel("n")
         ax.set_ylabel("test loss")
-        ax.legend(fontsize=6)
+        if own_curves:
+            ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if own_curves:
+        fig.tight_layout()
+        return fig
+    return shared_legend(fig)
+
+
+def shared_legend(fig, extra=(), ncols: int = 3):
+    """One legend for every panel of ``fig``, below them, instead of one small legend per panel:
+    the labels of all visible panels in the order first seen, then ``extra`` ((handle, label)
+    pairs, e.g. the paper's dashed curve).  Replaces any legend ``fig`` already has, so it can be
+    called again after more curves are drawn; keeps room for the legend so the panels keep their
+    size.  Returns ``fig``."""
+    entries: dict[str, object] = {}
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        if ax.get_visible():
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                entries.setdefault(label, handle)
+    for handle, label in extra:
+        entries.setdefault(label, handle)
+    for old in list(fig.legends):
+        old.remove()
+    rows = -(-len(entries) // ncols) if entries else 0
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="lower center", ncols=min(ncols, len(entries)),
+                   frameon=False, fontsize=9)
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, min(0.4, 0.3 * rows / height), 1, 1))  # ~0.3 inch a legend row
     return fig
 
 

@@ -79,7 +79,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import part, positive_int
+from .checks import int_in, part, positive_int
 from .data import MAX_SIZE, DataConfig, make_data
 from .gpt import GPT, GPTConfig, build_gpt
 from .heads import head_table
@@ -825,8 +825,7 @@ class LlamaHeads:
             raise ValueError(f"{self.heads} query heads do not share {self.kv_heads} key/value heads evenly")
 
     def group(self, h: int) -> int:
-        if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < self.heads:
-            raise ValueError(f"head must be an integer in [0, {self.heads}); got {h!r}")
+        int_in("head", h, 0, self.heads - 1)
         return h // (self.heads // self.kv_heads)
 
     def _rows(self, weight: torch.Tensor, i: int) -> torch.Tensor:  # (heads·dh, d) -> (d, dh)
@@ -1011,8 +1010,7 @@ def _check_n(n) -> None:
 
 
 def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    int_in("seed", seed, 0)
 
 
 if __name__ == "__main__":

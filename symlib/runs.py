@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .checks import positive_int
+from .checks import int_in, positive_int
 from .data import DataConfig
 from .models import ModelConfig, without_added_defaults
 from .tasks import from_spec, get_task
@@ -123,8 +123,7 @@ def run_config(task, model: ModelConfig | None = None, train: TrainConfig | None
     task = _as_task(task)
     if isinstance(data, int) and not isinstance(data, bool):
         data = DataConfig(n=data)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    int_in("seed", seed, 0)
     return RunConfig(task.spec, model or ModelConfig(), train or TrainConfig(), data, seed)
 
 

@@ -35,6 +35,8 @@ import sympy as sp
 from sympy.polys.domains import QQ
 from sympy.polys.rings import ring
 
+from .checks import int_in
+
 
 # ----------------------------------------------------------------------------- the engine
 
@@ -145,8 +147,7 @@ def kappa_taylor(x: Sequence[Hashable], y: Sequence[Hashable], order: int = 4) -
     x, y = tuple(x), tuple(y)
     if len(x) != len(y) or not x:
         raise ValueError(f"x and y must be non-empty strings of one length; got lengths {len(x)} and {len(y)}")
-    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
-        raise ValueError(f"order must be an integer >= 0; got {order!r}")
+    int_in("order", order, 0)
     k = len(x)
     A, B, G = equality_matrix(x, x), equality_matrix(y, y), equality_matrix(x, y)
 
@@ -187,8 +188,7 @@ def generic_matrices(k: int, shared: bool = True, unit_diagonal: bool = True):
     One-hot strings have unit diagonals in A and B (``unit_diagonal=True``).
     Returns (A, B, G) as sympy matrices and the list of symbol names.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1; got {k!r}")
+    int_in("k", k, 1)
     names = []
 
     def sym(prefix):
@@ -310,8 +310,7 @@ def first_coupling_generic(k: int, max_order: int = 6) -> tuple[tuple[int, int],
 def equality_patterns(k: int) -> list[tuple[int, ...]]:
     """All equality patterns of length k (set partitions as restricted growth strings):
     ``(0, 0)`` and ``(0, 1)`` for k = 2, five for k = 3, fifteen for k = 4."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1; got {k!r}")
+    int_in("k", k, 1)
     out = []
     for p in itertools.product(range(k), repeat=k):
         if p[0] == 0 and all(p[i] <= max(p[:i]) + 1 for i in range(1, k)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import random
 
+from .checks import int_in
 from .templates import GREEK, TemplateTask, canonical, make_task
 
 # Which template of a pair gets +1 is not known from the paper [ours]: the first listed.
@@ -43,7 +44,7 @@ def aabb_abab() -> TemplateTask:
 def majority(k: int) -> TemplateTask:
     """Length-``k`` strings over {α, β} starting with α (2^(k−1) templates); +1 iff α holds a
     strict majority of positions.  [recon/ours]  ``majority(2)`` is same/different."""
-    _check_int("k", k, low=2, high=MAX_TEMPLATES.bit_length(),
+    int_in("k", k, low=2, high=MAX_TEMPLATES.bit_length(),
                why=f"majority-k has 2^(k-1) templates, at most {MAX_TEMPLATES} templates")
     templates = {}
     for rest in itertools.product("αβ", repeat=k - 1):
@@ -56,10 +57,10 @@ def random_templates(r: int, length: int, n_wildcards: int, n_regular: int = 0, 
     """``r`` random templates of ``length`` symbols, each drawn uniformly from ``n_wildcards``
     wildcards and ``n_regular`` regular tokens (``R0``, ``R1``, …), random ±1 labels, equivalent
     templates rejected (the authors' generator; defaults of the sweep are [recon])."""
-    _check_int("r", r, low=1, high=MAX_TEMPLATES, why="templates per task")
-    _check_int("length", length, low=1, high=MAX_LENGTH)
-    _check_int("n_wildcards", n_wildcards, low=1, high=len(GREEK))
-    _check_int("n_regular", n_regular, low=0, high=MAX_TEMPLATES)
+    int_in("r", r, low=1, high=MAX_TEMPLATES, why="templates per task")
+    int_in("length", length, low=1, high=MAX_LENGTH)
+    int_in("n_wildcards", n_wildcards, low=1, high=len(GREEK))
+    int_in("n_regular", n_regular, low=0, high=MAX_TEMPLATES)
     exist = count_templates(length, n_wildcards, n_regular)
     if r > exist:
         raise ValueError(f"only {exist} pairwise non-equivalent templates exist of length {length} over "
@@ -145,12 +146,6 @@ def from_spec(spec: dict) -> TemplateTask:
     if name == "custom":
         return make_task(list(zip(spec["templates"], spec["labels"])), kind=spec["kind"], probs=spec["probs"])
     return get_task(name, **spec)
-
-
-def _check_int(name: str, value, low: int, high: int | None = None, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be an integer {allowed}{f' ({why})' if why else ''}; got {value!r}")
 
 
 # ----------------------------------------------------------------------------- labels

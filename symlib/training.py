@@ -30,10 +30,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from .data import DataConfig, TaskData, make_data
 from .models import ModelConfig, cached_readout, model_for
-# RunConfig, provenance, run_config and stopped_curve are re-exported for older importers:
-# new code imports them from symlib.runs.
-from .runs import (PRECISIONS, RunConfig, RunResult, TrainConfig, converged, provenance,  # noqa: F401
-                   run_config, stopped_curve, summarize)
+from .runs import PRECISIONS, RunConfig, RunResult, TrainConfig, converged, provenance, run_config, summarize
 from .tasks import from_spec
 
 # ----------------------------------------------------------------------------- Lightning

@@ -92,3 +92,25 @@ def test_one_label_everywhere():
     assert task_label(get_task("majority", k=6)) == "majority-6"
     import symlib.store as store
     assert store.model_label is model_label and store.task_label is task_label  # re-exported for chapters
+
+
+def test_figure_runs_reports_only_complete_seeds(tmp_path, capsys):
+    from symlib.experiments import figure_runs
+    store = RunStore(tmp_path)
+    frame, complete = figure_runs("fig6", "smoke", store=store)
+    assert frame.empty and not complete
+    frame, complete = figure_runs("fig6", "smoke", complete=["fig6"], store=store)  # trained now
+    assert complete and len(frame) == len(experiment("fig6", "smoke"))
+    again, complete = figure_runs("fig6", "smoke", store=store)  # read back, nothing trained
+    assert complete and set(again.key) == set(frame.key)
+
+
+def test_chapter_runs_reads_in_the_paper_profile_and_trains_only_smoke(tmp_path, monkeypatch):
+    from symlib.experiments import chapter_runs
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path))
+    frame, total = chapter_runs("fig6", "paper")  # an empty store: nothing trained, the grid's size
+    assert frame.empty and total == len(experiment("fig6"))
+    frame, total = chapter_runs("fig6", "smoke")
+    assert len(frame) == total == len(experiment("fig6", "smoke"))
+    with pytest.raises(ValueError, match="allowed: paper, smoke"):
+        chapter_runs("fig6", "full")

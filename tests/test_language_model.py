@@ -165,3 +165,10 @@ def test_pairs_complete_needs_the_variant_and_the_baseline_on_every_seed():
     assert not LM.pairs_complete(pairs, seeds=(0, 1, 2))          # seed 2 has no pair
     assert not LM.pairs_complete(pairs[pairs.variant != "baseline"], seeds=(0,))
     assert LM.pairs_complete(pairs, variant="vo", seeds=()) and not LM.pairs_complete(pairs, variant="vo", seeds=(2,))
+
+
+def test_command_names_the_experiment_and_refuses_unknown_ones():
+    assert LM.command("pilot") == "python -m symlib.language_model pilot"
+    assert LM.command("main").endswith("main --part 1/2 (and 2/2)")
+    with pytest.raises(ValueError, match="allowed: pilot, main, smoke"):
+        LM.command("mian")

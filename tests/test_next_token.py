@@ -11,7 +11,8 @@ import torch
 import symlib as S
 from symlib import next_token as NT
 from symlib.experiments import experiment
-from symlib.training import TrainConfig, accelerator, converged, other_label_error
+from symlib.runs import TrainConfig, converged
+from symlib.training import accelerator, other_label_error
 
 TINY = S.ModelConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
 SMALL_DATA = S.DataConfig(n=16, n_val=16, val_alphabet=16, n_test=32, test_alphabet=32)
@@ -152,7 +153,7 @@ def test_rule_check_replays_a_rule_on_full_runs():
     curve = [{"epoch": e, "train_loss": tl, "train_error": te, "val_loss": 1.0, "val_error": ve, "test_error": t}
              for e, tl, te, ve, t in [(20, 2.0, 0.9, 0.9, 0.9), (40, 0.005, 0.0, 0.3, 0.31),
                                       (60, 0.004, 0.0, 0.3, 0.30), (80, 0.003, 0.0, 0.3, 0.25)]]
-    run = S.training.RunResult("k", S.training.run_config("copy", TINY, data=8).to_dict(), {}, curve, 1.0)
+    run = S.runs.RunResult("k", S.runs.run_config("copy", TINY, data=8).to_dict(), {}, curve, 1.0)
     rule = TrainConfig(stop_train_loss=0.01, stop_window=20, stop_metric="val_error")
     check = NT.rule_check([run], rule)
     assert check.stop_epoch.tolist() == [60] and check.change.iloc[0] == pytest.approx(0.05)

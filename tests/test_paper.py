@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from symlib import paper
-from symlib.plots import loss_vs_n
+from symlib.plots import loss_vs_n, loss_vs_n_panels
 
 matplotlib.use("Agg")
 
@@ -62,6 +62,16 @@ def test_overlay_draws_one_dashed_grey_line_per_mapped_curve():
     assert all(line.get_linestyle() == "--" for line in ax.lines[before:])
     assert any("paper" in t.get_text() for t in ax.get_legend().get_texts())
     assert paper.overlay(ax, "fig4") == 0  # figure 4 is not in figdata
+
+
+def test_overlay_panels_adds_the_paper_to_the_one_shared_legend():
+    frame = pd.concat([runs("MLP", None), runs("MLP + XXᵀ", 512)])
+    frame = pd.concat([frame.assign(task_label="ABA vs ABB"), frame.assign(task_label="same/different")])
+    fig = loss_vs_n_panels(frame, "task_label", ncols=2)
+    assert paper.overlay_panels(fig, "fig6") == 2  # figure 6's paper curves are ABA vs ABB's only
+    assert len(fig.legends) == 1 and all(a.get_legend() is None for a in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels.count(paper.PAPER_LABEL) == 1 and {"MLP", "MLP + XXᵀ"} <= set(labels)
 
 
 def test_reproduce_note_names_the_command_runs_and_cpu_hours():
@@ -130,3 +140,26 @@ def test_computed_note_for_results_not_stored_or_computed_in_place(tmp_path):
     (tmp_path / "kernel" / "runs.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="no wall time"):
         paper.computed_note("kernel", ["runs"], root=tmp_path)
+
+
+def test_glue_run_note_writes_the_plotted_csv_and_glues_the_note(tmp_path, monkeypatch):
+    import symlib.plots
+    glued = {}
+    monkeypatch.setattr(symlib.plots, "glue_text", lambda name, text: glued.setdefault(name, text))
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path))
+    frame = runs("transformer", 512).assign(task_label="ABA vs ABB", train_loss=0.0, wall_time_s=36.0, threads=1)
+    note = paper.glue_run_note("reg-x", "fig2", frame)
+    assert glued["reg-x-note"] == note and "python -m symlib sweep fig2" in note and f"{len(frame)} runs" in note
+    written = pd.read_csv(tmp_path / "figures" / "reg-x.csv")
+    assert list(written.columns) == paper.RUN_COLUMNS and len(written) == len(frame)
+    assert "none stored yet" in paper.glue_run_note("reg-y", "fig2", frame.iloc[:0])
+    assert not (tmp_path / "figures" / "reg-y.csv").exists()
+
+
+def test_glue_computed_note_names_the_chapter_and_its_cached_results(tmp_path, monkeypatch):
+    import symlib.plots
+    monkeypatch.setattr(symlib.plots, "glue_text", lambda name, text: text)
+    monkeypatch.setenv("SYMLIB_DATA", str(tmp_path))
+    note = paper.glue_computed_note("k-x", "kernel", pd.DataFrame({"a": [1.0]}), ["eigen_grid"])
+    assert "python -m symlib book kernel" in note and "eigen_grid" in note
+    assert (tmp_path / "figures" / "k-x.csv").exists()

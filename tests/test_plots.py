@@ -46,6 +46,20 @@ def test_figures(frame):
     fig = loss_vs_n_panels(frame, "task_label", panel_order=["t1", "t2", "t3"], ncols=2)
     visible = [a for a in fig.axes if a.get_visible()]
     assert [a.get_title() for a in visible] == ["t1", "t2", "t3 (no runs yet)"]
+    # panels with curves of their own (here each model is on one task) keep a legend each
+    assert not fig.legends and all(a.get_legend() is not None for a in visible[:2])
+    # panels sharing curves: one legend for the figure, below them, each curve once, one colour each
+    both = pd.concat([frame, frame.assign(task_label=frame.task_label.map({"t1": "t2", "t2": "t1"}))])
+    fig = loss_vs_n_panels(both, "task_label", ncols=2)
+    assert len(fig.legends) == 1 and all(a.get_legend() is None for a in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == len(set(labels)) and {"fast", "slow"} <= set(labels)
+    colours = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_label() in ("fast", "slow"):
+                assert colours.setdefault(line.get_label(), line.get_color()) == line.get_color()
+    assert len(colours) == 2
     with pytest.raises(ValueError, match="frame is empty"):
         loss_vs_n(frame.iloc[:0])
     with pytest.raises(ValueError, match="frame is empty"):

@@ -1,5 +1,6 @@
 """What a run is, without Lightning (symlib.runs): reading records must not load the trainer."""
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -40,3 +41,13 @@ def test_provenance_names_lightning_without_importing_it():
     import importlib.metadata
     p = runs.provenance(1, "cpu")
     assert p["lightning"] == importlib.metadata.version("lightning") and p["symlib"] == runs.VERSION
+
+
+@pytest.mark.parametrize("value, low, high, message", [
+    (-1, 0, None, "seed must be an integer >= 0; got -1"), (True, 0, None, "got True"), (1.0, 0, None, "got 1.0"),
+    (4, 0, 3, "seed must be an integer in 0..3; got 4")])
+def test_one_integer_range_check_reads_the_same_everywhere(value, low, high, message):
+    from symlib.checks import int_in
+    with pytest.raises(ValueError, match=re.escape(message)):
+        int_in("seed", value, low, high)
+    int_in("seed", low, low, high)  # the bound itself is allowed
