@@ -136,10 +136,11 @@ def overlay_panels(fig, figure: str) -> int:
 def fidelity(frame: pd.DataFrame, figure: str, threshold: float = 0.1, by: str = "model",
              panel: str | None = None) -> pd.DataFrame:
     """Per curve of ``figure`` that the paper also plots: the paper's n* and ours by the same rule
-    (smallest n whose mean test loss is below ``threshold``), and ours / paper.  ``panel`` names
+    (smallest n whose mean test loss is below ``threshold``), ours / paper, and whether that ratio
+    lies within the paper's own replicate spread (:func:`replicate_spread`).  ``panel`` names
     the column of ``frame`` that holds the panel (e.g. ``task_label``) for multi-panel figures."""
     from .plots import n_star
-    rows = []
+    rows, spread = [], replicate_spread(threshold)
     for (p, ours), (file, series) in SERIES.get(figure, {}).items():
         part = frame if p is None else frame[frame[panel] == p]
         part = part[part[by] == ours]
@@ -148,11 +149,38 @@ def fidelity(frame: pd.DataFrame, figure: str, threshold: float = 0.1, by: str =
         theirs = n_star_of(curve(file, series), threshold)
         mine = n_star(part, threshold, by=by).get(ours, math.nan)
         grid = int(part.n.max())
+        their_top = max(curve(file, series).index)
         rows.append({"curve": ours if p is None else f"{p}: {ours}",
-                     "paper n*": _fmt(theirs, max(curve(file, series).index)),
+                     "paper n*": _fmt(theirs, their_top),
                      "ours n*": _fmt(mine, grid),
-                     "ours / paper": _ratio(mine, theirs, grid, max(curve(file, series).index))})
+                     "ours / paper": _ratio(mine, theirs, grid, their_top),
+                     f"within the paper's own spread (×{spread:g})": _within(mine, theirs, grid, their_top, spread)})
     return pd.DataFrame(rows).set_index("curve") if rows else pd.DataFrame()
+
+
+def replicate_spread(threshold: float = 0.1) -> float:
+    """How far apart the paper's own replicates put n* (:data:`REPLICATES`, :func:`yardstick`): the
+    largest ratio between two figure files plotting one configuration — the yardstick by which our
+    n* "agrees" with the paper's."""
+    ratios = []
+    for _, a, b in REPLICATES:
+        na, nb = n_star_of(curve(*a), threshold), n_star_of(curve(*b), threshold)
+        if not (math.isnan(na) or math.isnan(nb)):
+            ratios.append(max(na / nb, nb / na))
+    return max(ratios) if ratios else math.nan
+
+
+def _within(ours: float, theirs: float, our_top: int, their_top: int, spread: float) -> str:
+    """Is ours / theirs inside [1/spread, spread]?  "yes", "no", or "—" where a curve that never gets
+    below the threshold leaves it open (a bound inside the spread)."""
+    seen_ours, seen_theirs = not math.isnan(ours), not math.isnan(theirs)
+    if seen_ours and seen_theirs:
+        return "yes" if 1 / spread <= ours / theirs <= spread else "no"
+    if not seen_ours and seen_theirs:   # ours > our_top: ratio > 2·our_top / theirs at least
+        return "no" if 2 * our_top / theirs > spread else "—"
+    if seen_ours and not seen_theirs:   # theirs > their_top
+        return "no" if ours / (2 * their_top) < 1 / spread else "—"
+    return "yes"                        # neither gets below: they agree that it is not learned
 
 
 def yardstick(threshold: float = 0.1) -> pd.DataFrame:

@@ -44,6 +44,16 @@ def test_fidelity_table_uses_the_same_rule_on_both_sides():
     assert t.loc["transformer + KQ", "ours / paper"] == "16×"
     assert t.loc["MLP", "paper n*"] == "> 8192" and t.loc["MLP", "ours / paper"] == "neither below"
     assert "RNN" not in t.index  # curves we did not run are left out
+    # judged by the paper's own replicate spread (2×: its figure files disagree that much)
+    within = t["within the paper's own spread (×2)"]
+    assert (within["transformer"], within["transformer + KQ"], within["MLP"]) == ("yes", "no", "yes")
+
+
+def test_within_the_spread_reads_bounds_only_when_they_decide():
+    assert paper.replicate_spread() == 2.0
+    assert paper._within(math.nan, 512, 8192, 8192, 2.0) == "no"      # ours > 8192: more than 32× the paper's
+    assert paper._within(math.nan, 8192, 8192, 8192, 2.0) == "—"      # ours > 8192 vs 8192: could be 2×
+    assert paper._within(16, math.nan, 8192, 8192, 2.0) == "no"       # the paper never, ours at 16
 
 
 def test_fidelity_by_panel_and_the_yardstick():
