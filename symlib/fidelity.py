@@ -468,6 +468,27 @@ def bf16_verdict(table: pd.DataFrame) -> Claim:
     return Claim("fidelity_bf16", verdict, measured, ours, checks)
 
 
+def width_bf16_table(wide: pd.DataFrame, store=None) -> pd.DataFrame:
+    """Check 1's runs are under bf16 (adopted by :func:`bf16_verdict` at our width); figure 5's
+    8-head runs and ``fig1_width``'s dim-128 runs are float32 twins of some of them, a second bf16
+    check at the wider widths.  :func:`bf16_table` of those pairs — the model labelled with its
+    width, the tolerance the seed spread of ``wide`` (``fidelity_width``'s runs) — or an empty
+    frame while no pair is stored."""
+    from dataclasses import replace
+    from .experiments import experiment
+    from .store import RunStore
+    store = store or RunStore()
+    twins = {replace(c, train=replace(c.train, precision="32")).key: c.key for c in experiment("fidelity_width")}
+    fp32 = store.frame([k for k in twins if store.get(k) is not None])
+    if fp32.empty or wide.empty:
+        return pd.DataFrame()
+    bf16 = wide[wide.key.isin([twins[k] for k in fp32.key])]
+    if bf16.empty:
+        return pd.DataFrame()
+    labelled = [f.assign(model=width_label(f) + " · " + f.model) for f in (fp32, bf16, wide)]
+    return bf16_table(*labelled)
+
+
 # ----------------------------------------------------------------------------- cost
 
 

@@ -518,3 +518,22 @@ def test_bf16_grid_is_the_protocol_runs_under_bf16():
     bf16 = experiment("fidelity_bf16")
     assert [c.train.precision for c in bf16] == ["bf16"] * len(fp32) == ["bf16"] * 16
     assert [replace(c, train=replace(c.train, precision="32")).key for c in bf16] == [c.key for c in fp32]
+
+
+def test_width_bf16_table_pairs_check_1s_runs_with_their_float32_twins(tmp_path):
+    from symlib.fidelity import width_bf16_table
+    store = RunStore(tmp_path)
+    grid = experiment("fidelity_width")
+    assert width_bf16_table(store.frame(grid), store).empty  # nothing stored yet
+    cell = [c for c in grid if c.model.dim == 128 and not c.model.kq_identity and c.data.n == 1024
+            and c.task["name"] == "same_different"]
+    losses = {0: 0.20, 1: 0.05, 2: 0.40}                     # bf16, seeds 0-2: a spread of 0.9 in log10
+    for c in cell:
+        store.put(RunResult(c.key, c.to_dict(), {"test_loss": losses[c.seed], "train_loss": 1e-4}, [], 1.0, {}))
+    twin = replace(cell[0], train=replace(cell[0].train, precision="32"))
+    assert cell[0].seed == 0 and twin in experiment("fig1_width")  # figure 1's wider run, in float32
+    store.put(RunResult(twin.key, twin.to_dict(), {"test_loss": 0.5, "train_loss": 1e-4}, [], 1.0, {}))
+    table = width_bf16_table(store.frame(grid), store)
+    assert len(table) == 1 and table.model[0] == "dim 128, 4 heads · transformer"
+    assert table.test_loss_fp32[0] == 0.5 and table.test_loss_bf16[0] == 0.2
+    assert table.tol[0] == pytest.approx(math.log10(0.40 / 0.05)) and bool(table.agrees[0])
