@@ -170,19 +170,6 @@ def replicate_spread(threshold: float = 0.1) -> float:
     return max(ratios) if ratios else math.nan
 
 
-def _within(ours: float, theirs: float, our_top: int, their_top: int, spread: float) -> str:
-    """Is ours / theirs inside [1/spread, spread]?  "yes", "no", or "—" where a curve that never gets
-    below the threshold leaves it open (a bound inside the spread)."""
-    seen_ours, seen_theirs = not math.isnan(ours), not math.isnan(theirs)
-    if seen_ours and seen_theirs:
-        return "yes" if 1 / spread <= ours / theirs <= spread else "no"
-    if not seen_ours and seen_theirs:   # ours > our_top: ratio > 2·our_top / theirs at least
-        return "no" if 2 * our_top / theirs > spread else "—"
-    if seen_ours and not seen_theirs:   # theirs > their_top
-        return "no" if ours / (2 * their_top) < 1 / spread else "—"
-    return "yes"                        # neither gets below: they agree that it is not learned
-
-
 def yardstick(threshold: float = 0.1) -> pd.DataFrame:
     """The paper's own replicates: n* of two figure files plotting one configuration, and their ratio."""
     rows = []
@@ -197,17 +184,42 @@ def _fmt(x: float, top: int) -> str:
     return f"> {top}" if math.isnan(x) else str(int(x))
 
 
-def _ratio(ours: float, theirs: float, our_top: int, their_top: int) -> str:
-    """ours / theirs, or a bound when one curve never gets below the threshold."""
+def _ratio_bounds(ours: float, theirs: float, our_top: int, their_top: int) -> tuple[float, float] | None:
+    """ours / theirs as an interval: exact when both curves get below the threshold; a bound when
+    one never does within its grid (its n* is past twice the grid's end); None when neither does."""
     seen_ours, seen_theirs = not math.isnan(ours), not math.isnan(theirs)
     if seen_ours and seen_theirs:
-        r = ours / theirs
-        return f"{r:.0f}×" if r >= 1 else f"1/{1 / r:.0f}"
-    if not seen_ours and seen_theirs:
-        return f"> {2 * our_top / theirs:.0f}×" if our_top else "n/a"
-    if seen_ours and not seen_theirs:
-        return f"< 1/{2 * their_top / ours:.0f}" if their_top else "n/a"
-    return "neither below"
+        return ours / theirs, ours / theirs
+    if seen_theirs:
+        return (2 * our_top / theirs if our_top else 0.0), math.inf
+    if seen_ours:
+        return 0.0, (ours / (2 * their_top) if their_top else math.inf)
+    return None
+
+
+def _ratio(ours: float, theirs: float, our_top: int, their_top: int) -> str:
+    """ours / theirs, or a bound when one curve never gets below the threshold."""
+    bounds = _ratio_bounds(ours, theirs, our_top, their_top)
+    if bounds is None:
+        return "neither below"
+    lo, hi = bounds
+    if lo == hi:
+        return f"{lo:.0f}×" if lo >= 1 else f"1/{1 / lo:.0f}"
+    if hi == math.inf:
+        return f"> {lo:.0f}×" if lo else "n/a"
+    return f"< 1/{1 / hi:.0f}" if hi != math.inf else "n/a"
+
+
+def _within(ours: float, theirs: float, our_top: int, their_top: int, spread: float) -> str:
+    """Is ours / theirs inside [1/spread, spread]?  "yes", "no", or "—" where a curve that never gets
+    below the threshold leaves it open (its bound reaches into the spread)."""
+    bounds = _ratio_bounds(ours, theirs, our_top, their_top)
+    if bounds is None:
+        return "yes"  # neither gets below: both say it is not learned on their grids
+    lo, hi = bounds
+    if lo > spread or hi < 1 / spread:
+        return "no"
+    return "yes" if 1 / spread <= lo and hi <= spread else "—"
 
 
 # ----------------------------------------------------------------------------- the intro's headline
