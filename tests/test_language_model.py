@@ -172,3 +172,12 @@ def test_command_names_the_experiment_and_refuses_unknown_ones():
     assert LM.command("main").endswith("main --part 1/2 (and 2/2)")
     with pytest.raises(ValueError, match="allowed: pilot, main, smoke"):
         LM.command("mian")
+
+
+def test_curve_frame_labels_each_run_by_variant_and_precision():
+    frame, _ = LM.stored("main")  # the committed records
+    assert len(frame), "the main runs' records are committed under data/lm_runs"
+    run = frame.iloc[:1]
+    curves = LM.curve_frame(run)
+    assert len(curves) > 1 and set(curves.key) == set(run.key)
+    assert set(curves.run) == {f"{run.variant.iloc[0]} · {LM.PRECISION_NAMES[run.precision.iloc[0]]}"}
