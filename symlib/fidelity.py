@@ -479,7 +479,7 @@ def width_bf16_table(wide: pd.DataFrame, store=None) -> pd.DataFrame:
     from .store import RunStore
     store = store or RunStore()
     twins = {replace(c, train=replace(c.train, precision="32")).key: c.key for c in experiment("fidelity_width")}
-    fp32 = store.frame([k for k in twins if store.get(k) is not None])
+    fp32 = store.frame(list(twins))  # the twins stored so far (missing ones are skipped)
     if fp32.empty or wide.empty:
         return pd.DataFrame()
     bf16 = wide[wide.key.isin([twins[k] for k in fp32.key])]

@@ -162,19 +162,21 @@ def replicate_spread(threshold: float = 0.1) -> float:
     """How far apart the paper's own replicates put n* (:data:`REPLICATES`, :func:`yardstick`): the
     largest ratio between two figure files plotting one configuration — the yardstick by which our
     n* "agrees" with the paper's."""
-    ratios = []
-    for _, a, b in REPLICATES:
-        na, nb = n_star_of(curve(*a), threshold), n_star_of(curve(*b), threshold)
-        if not (math.isnan(na) or math.isnan(nb)):
-            ratios.append(max(na / nb, nb / na))
+    ratios = [max(na / nb, nb / na) for _, na, nb in _replicate_n_stars(threshold)
+              if not (math.isnan(na) or math.isnan(nb))]
     return max(ratios) if ratios else math.nan
+
+
+def _replicate_n_stars(threshold: float):
+    """(configuration, n* in one figure file, n* in the other) for each of :data:`REPLICATES`."""
+    for name, a, b in REPLICATES:
+        yield name, n_star_of(curve(*a), threshold), n_star_of(curve(*b), threshold)
 
 
 def yardstick(threshold: float = 0.1) -> pd.DataFrame:
     """The paper's own replicates: n* of two figure files plotting one configuration, and their ratio."""
     rows = []
-    for name, a, b in REPLICATES:
-        na, nb = n_star_of(curve(*a), threshold), n_star_of(curve(*b), threshold)
+    for name, na, nb in _replicate_n_stars(threshold):
         rows.append({"configuration": name, "n* (one file)": _fmt(na, 0), "n* (the other)": _fmt(nb, 0),
                      "ratio": _ratio(na, nb, 0, 0)})
     return pd.DataFrame(rows).set_index("configuration")

@@ -233,4 +233,3 @@ def test_kernel_tables_name_tasks_as_the_book_does():
     assert [r["task"] for r in rows] == ["ABA vs ABB", "majority-4"]
     rows = K.regression_curves(["same_different"], [0.0], [8], [0], samples=2 ** 6)
     assert {r["task"] for r in rows} == {"same/different"}
-
