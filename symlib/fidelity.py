@@ -1,4 +1,5 @@
-"""Why our curves differ from the paper's (issue 23): checks 1–3 and the bf16 speed check, their verdict rules and costs.
+"""Why our curves differ from the paper's (issue 23): checks 1–3 and the bf16 speed check, their
+verdict rules and costs, and the fidelity table before and after them.
 
 Chapter *Regression experiments*, section *Why our curves differ from the paper's*.  Everything here
 was written before any run of the two checks; the grids are ``fidelity_multipliers`` and
@@ -408,6 +409,71 @@ def component_table(frame: pd.DataFrame, components=tuple(COMPONENTS)) -> pd.Dat
         t.loc["paper"] = curve(*src).reindex(t.columns)
         parts.append(t.assign(component=name).set_index("component", append=True).swaplevel())
     return pd.concat(parts)
+
+
+# ----------------------------------------------------------------------------- before and after
+
+# The figure whose curves a check's runs stand in for, by task; and the curve of each identity family.
+TASK_FIGURE = {"ABA vs ABB": "fig2", "same/different": "fig1"}
+FAMILY_CURVE = {"KQ": "transformer + KQ", "VO": "transformer + VO", "both": "transformer + KQ & VO"}
+BEFORE = "the book's runs"
+
+
+def as_figure_curves(grid: str, frame: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
+    """The runs of check ``grid`` relabelled as the figure curves they stand in for, for
+    :func:`before_after`: ``figure`` (fig1, fig2 or fig7), ``model`` (that figure's curve label) and
+    ``change`` (what the check changed).  Check 2 keeps, per curve, the multiplier with the smallest
+    n* (ties: the smaller multiplier; ×1 if none reaches the threshold), chosen by our n* and never by
+    the paper's.  Check 1 keeps the plain transformer: its grid starts at n = 1024, where + KQ is
+    already below the threshold at our width, so its n* there would only be "≤ 1024"."""
+    if frame.empty:
+        return frame.assign(figure=[], change=[])
+    if grid == "fidelity_multipliers":
+        rows, table = identity_rows(frame), multiplier_table(frame, threshold)
+        parts = []
+        for (task, family), row in table.drop(columns="paper").iterrows():
+            reached = row.dropna()
+            best = min(reached.index, key=lambda m: (reached[m], m)) if len(reached) else 1.0
+            part = rows[(rows.task_label == task) & (rows.family == family) & (rows.multiplier == best)]
+            parts.append(part.assign(figure=TASK_FIGURE[task], model=FAMILY_CURVE[family],
+                                     change=f"check 2: identity ×{best:g} (the smallest n*)"))
+        return pd.concat(parts, ignore_index=True)
+    if grid == "fidelity_components":
+        parts = []
+        for name, (ours_label, authors_label, _) in COMPONENTS.items():
+            part = frame[frame.model == authors_label]
+            parts.append(part.assign(figure="fig7" if name == "mimetic" else "fig2", model=ours_label,
+                                     change=f"check 3: the authors' {name}"))
+        return pd.concat(parts, ignore_index=True)
+    if grid == "fidelity_width":
+        plain = frame[~frame["model.kq_identity"].astype(bool) & ~frame["model.vo_identity"].astype(bool)]
+        return plain.assign(figure=plain.task_label.map(TASK_FIGURE), model="transformer",
+                            change="check 1: " + width_label(plain))
+    raise ValueError(f"unknown check grid {grid!r}; allowed: fidelity_multipliers, fidelity_components, fidelity_width")
+
+
+def before_after(figures: dict[str, pd.DataFrame], after: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
+    """The fidelity table (:func:`symlib.paper.fidelity`) before and after the checks: for every curve
+    of ``figures`` (figure name -> the book's runs of it) that some check re-ran, one row with the
+    book's runs and one per change (``after``: rows of :func:`as_figure_curves`), each with the
+    paper's n*, ours, their ratio and whether it lies within the paper's own spread."""
+    from .paper import fidelity
+    tables = []
+    for figure, frame in figures.items():
+        changed = after[after.figure == figure] if len(after) else after
+        if changed.empty:
+            continue
+        parts = [fidelity(frame, figure, threshold).assign(change=BEFORE)]
+        parts += [fidelity(part, figure, threshold).assign(change=change) for change, part in changed.groupby("change")]
+        table = pd.concat([p for p in parts if len(p)]).rename_axis("curve").reset_index()
+        touched = set(table.curve[table.change != BEFORE])
+        order = {c: i for i, c in enumerate(dict.fromkeys(table.curve))}
+        table = table[table.curve.isin(touched)].assign(figure=figure, order=table.curve.map(order),
+                                                       after=table.change != BEFORE)
+        tables.append(table.sort_values(["order", "after", "change"]).drop(columns=["order", "after"]))
+    if not tables:
+        return pd.DataFrame()
+    return pd.concat(tables).set_index(["figure", "curve", "change"])
 
 
 # ----------------------------------------------------------------------------- speed: bf16

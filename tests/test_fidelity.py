@@ -537,3 +537,46 @@ def test_width_bf16_table_pairs_check_1s_runs_with_their_float32_twins(tmp_path)
     assert len(table) == 1 and table.model[0] == "dim 128, 4 heads · transformer"
     assert table.test_loss_fp32[0] == 0.5 and table.test_loss_bf16[0] == 0.2
     assert table.tol[0] == pytest.approx(math.log10(0.40 / 0.05)) and bool(table.agrees[0])
+
+
+# ----------------------------------------------------------------------------- before and after
+
+
+def test_check_2_stands_in_with_the_multiplier_of_the_smallest_n_star():
+    from symlib.fidelity import as_figure_curves
+    f = identity_frame({("KQ", "ABA vs ABB", 1.0): 512, ("KQ", "ABA vs ABB", 10.0): 128, ("KQ", "ABA vs ABB", 100.0): 128,
+                        ("VO", "ABA vs ABB", 100.0): 1024})
+    a = as_figure_curves("fidelity_multipliers", f)
+    kq = a[(a.figure == "fig2") & (a.model == "transformer + KQ")]
+    assert set(kq.change) == {"check 2: identity ×10 (the smallest n*)"}   # a tie goes to the smaller multiplier
+    assert set(a[(a.figure == "fig2") & (a.model == "transformer + VO")].change) == {"check 2: identity ×100 (the smallest n*)"}
+    assert set(a[(a.figure == "fig1") & (a.model == "transformer + KQ")].change) == {"check 2: identity ×1 (the smallest n*)"}
+    assert set(a.figure) == {"fig1", "fig2"} and len(kq) == len(f[(f.model == "KQ ×10") & (f.task_label == "ABA vs ABB")])
+
+
+def test_checks_1_and_3_stand_in_for_their_curves():
+    from symlib.fidelity import as_figure_curves
+    rows = pd.concat([component_rows(COMPONENTS[name][1], pd.Series({64: 0.5})) for name in COMPONENTS], ignore_index=True)
+    a = as_figure_curves("fidelity_components", rows)
+    assert dict(zip(a.model, a.figure)) == {"RNN": "fig2", "LSTM": "fig2", "transformer (mimetic)": "fig7"}
+    w = as_figure_curves("fidelity_width", width_frame({}))
+    assert set(w.model) == {"transformer"} and len(w) == len(width_frame({})) // 2    # + KQ is left out
+    assert set(zip(w.figure, w.task_label)) == {("fig2", "ABA vs ABB"), ("fig1", "same/different")}
+    assert "check 1: dim 128, 4 heads" in set(w.change)
+    with pytest.raises(ValueError, match="unknown check grid 'fig2'; allowed"):
+        as_figure_curves("fig2", rows)
+
+
+def test_before_after_shows_each_changed_curve_before_its_changes():
+    from symlib.fidelity import before_after
+
+    def curve_rows(model, star, top=4096):
+        return pd.DataFrame([{"model": model, "n": n, "seed": s, "test_loss": 0.01 if n >= star else 1.0}
+                             for n in (2 ** i for i in range(4, 13) if 2 ** i <= top) for s in (0, 1)])
+    fig2 = pd.concat([curve_rows("transformer", 4096), curve_rows("transformer + KQ", 512)], ignore_index=True)
+    after = curve_rows("transformer + KQ", 64, top=512).assign(figure="fig2", change="check 2: identity ×10")
+    t = before_after({"fig2": fig2, "fig7": fig2}, after)
+    assert list(t.index) == [("fig2", "transformer + KQ", "the book's runs"), ("fig2", "transformer + KQ", "check 2: identity ×10")]
+    assert list(t["paper n*"]) == ["32", "32"] and list(t["ours n*"]) == ["512", "64"]
+    assert list(t["ours / paper"]) == ["16×", "2×"]
+    assert before_after({"fig2": fig2}, after.iloc[:0]).empty
