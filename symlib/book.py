@@ -4,7 +4,8 @@
     python -m symlib book --profile smoke              # tiny sizes, every code path, in seconds
     python -m symlib book template_tasks -p seeds "[0, 1]"
 
-Chapters are the notebooks of ``_toc.yml``, executed in its order; a chapter's name is its file
+Chapters are the notebooks of ``_toc.yml``, executed in its order, the status page and the intro
+last (they summarise the others' verdicts and timings); a chapter's name is its file
 name (``chapters/template_tasks.ipynb`` -> ``template_tasks``).  Every chapter has one cell
 tagged ``parameters``; ``--profile`` sets its ``profile`` and ``-p NAME VALUE`` any other of its
 parameters (the value is a Python literal; its type must match the default's).
@@ -191,6 +192,17 @@ def _check_seeds(where: str, value, default):
     return value
 
 
+# Pages that summarise the others: they read the status records and timings the chapters write.
+SUMMARIES = ("status", "intro")
+
+
+def execution_order(names) -> list[str]:
+    """``_toc.yml`` order, except that the summary pages (:data:`SUMMARIES`) come last, so one
+    ``book`` run never shows the verdicts of the run before it."""
+    names = list(names)
+    return [n for n in names if n not in SUMMARIES] + [n for n in SUMMARIES if n in names]
+
+
 def plan(names: list[str] | None, profile: str, overrides: list[tuple[str, str]] = (),
          toc: Path = TOC) -> dict[str, tuple[Path, dict]]:
     """Validate the request before anything runs: chapter -> (notebook, papermill parameters)."""
@@ -201,7 +213,7 @@ def plan(names: list[str] | None, profile: str, overrides: list[tuple[str, str]]
     if unknown:
         raise ValueError(f"unknown chapter(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(known)}")
     todo = {}
-    for name in known:  # _toc.yml order, whatever the order asked
+    for name in execution_order(known):  # whatever the order asked
         if name not in names:
             continue
         defaults = parameters(known[name])
@@ -528,7 +540,7 @@ def register(sub) -> None:
     p = sub.add_parser("book", help="execute the chapters with papermill and build the site",
                        description="Execute the chapters of _toc.yml with papermill (paper: in place; "
                                    "smoke: into _build/smoke), then run jupyter-book build.")
-    p.add_argument("chapter", nargs="*", help="chapters to execute (default: all, in _toc.yml order)")
+    p.add_argument("chapter", nargs="*", help="chapters to execute (default: all; in _toc.yml order, status and intro last)")
     p.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILES)} (default paper)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="set a parameter of the chapters' parameters cell (a Python literal)")

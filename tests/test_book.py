@@ -265,3 +265,10 @@ def test_readme_table_is_rewritten_from_the_store(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="must hold the markers"):
         book.readme_table(readme, tmp_path / "data")
+
+
+def test_status_and_intro_run_after_the_chapters_whose_verdicts_they_show():
+    order = list(book.plan(None, "paper"))
+    assert order[-2:] == ["status", "intro"]
+    assert [n for n in order if n not in ("status", "intro")] == [n for n in book.chapters() if n not in ("status", "intro")]
+    assert list(book.plan(["intro", "next_token", "status"], "paper")) == ["next_token", "status", "intro"]
