@@ -458,22 +458,19 @@ def before_after(figures: dict[str, pd.DataFrame], after: pd.DataFrame, threshol
     book's runs and one per change (``after``: rows of :func:`as_figure_curves`), each with the
     paper's n*, ours, their ratio and whether it lies within the paper's own spread."""
     from .paper import fidelity
-    tables = []
+    rows = []
     for figure, frame in figures.items():
         changed = after[after.figure == figure] if len(after) else after
         if changed.empty:
             continue
-        parts = [fidelity(frame, figure, threshold).assign(change=BEFORE)]
-        parts += [fidelity(part, figure, threshold).assign(change=change) for change, part in changed.groupby("change")]
-        table = pd.concat([p for p in parts if len(p)]).rename_axis("curve").reset_index()
-        touched = set(table.curve[table.change != BEFORE])
-        order = {c: i for i, c in enumerate(dict.fromkeys(table.curve))}
-        table = table[table.curve.isin(touched)].assign(figure=figure, order=table.curve.map(order),
-                                                       after=table.change != BEFORE)
-        tables.append(table.sort_values(["order", "after", "change"]).drop(columns=["order", "after"]))
-    if not tables:
-        return pd.DataFrame()
-    return pd.concat(tables).set_index(["figure", "curve", "change"])
+        before = fidelity(frame, figure, threshold)
+        changes = {change: fidelity(part, figure, threshold) for change, part in changed.groupby("change")}
+        for curve_name in before.index:  # the figure's order; the book's runs first, then each change
+            later = [(change, t.loc[curve_name]) for change, t in changes.items() if curve_name in t.index]
+            if later:
+                rows += [{"figure": figure, "curve": curve_name, "change": change, **row}
+                         for change, row in [(BEFORE, before.loc[curve_name]), *later]]
+    return pd.DataFrame(rows).set_index(["figure", "curve", "change"]) if rows else pd.DataFrame()
 
 
 # ----------------------------------------------------------------------------- speed: bf16
