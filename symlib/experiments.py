@@ -406,7 +406,10 @@ def _n_upto(top: int) -> list[int]:
     return [k for k in N_PAPER + [2 ** 14, 2 ** 15] if k <= top]
 
 
-COPY_N_MAX = {32: 512, 64: 1024, 128: 2048, 256: 4096}  # n = 4 … this, per d (extended as runs come in)
+# The plain model runs on n = 4 … 16d, where it copies up to d = 256 (n* <= 16d); d = 512 and 1024
+# cost ~13 and ~20 CPU-hours a seed at their largest n, so their runs were made on a GPU (the
+# record's provenance names the device).
+COPY_N_MAX = {32: 512, 64: 1024, 128: 2048, 256: 4096, 512: 8192, 1024: 16384}
 COPY_ID_N_MAX = 256  # the identity models: n = 4 … this at every d ("a handful" is n <= 32)
 
 # The early-stopping rule proposed for next-token runs (CE loss): stop once the train loss is below
@@ -426,16 +429,35 @@ def _copy_train(d: int) -> TrainConfig:
 
 
 def copy(profile: str) -> list[RunConfig]:
-    """Figure "copy": the plain copy model across d (n = 4 … ``COPY_N_MAX[d]``), and — once the
+    """Figure "copy": the plain copy model across d (n = 4 … ``COPY_N_MAX[d]`` = 16d), and — once the
     multiplier is chosen — the model + VO and + KQ & VO (n = 4 … ``COPY_ID_N_MAX``) at every d of
     ``COPY_DIMS``; seeds 0–2 (0–1 at d = 1024).  Full 1000 epochs (``COPY_RULE`` was not adopted)."""
     out = [c for d, top in COPY_N_MAX.items()
-           for c in _grid(profile, "copy", [copy_model(d)], _n_upto(top), SEEDS_PAPER, _copy_train(d))]
+           for c in _grid(profile, "copy", [copy_model(d)], _n_upto(top), _copy_seeds(d), _copy_train(d))]
     if COPY_VO_SCALE is not None:
         for d in COPY_DIMS:
             models = [copy_model(d, vo=True, scale=COPY_VO_SCALE), copy_model(d, vo=True, kq=True, scale=COPY_VO_SCALE)]
-            seeds = SEEDS_PAPER if d <= 512 else SEEDS_PAPER[:2]
-            out += _grid(profile, "copy", models, _n_upto(COPY_ID_N_MAX), seeds, _copy_train(d))
+            out += _grid(profile, "copy", models, _n_upto(COPY_ID_N_MAX), _copy_seeds(d), _copy_train(d))
+    return _unique(out)
+
+
+def _copy_seeds(d: int) -> list[int]:
+    return SEEDS_PAPER if d <= 512 else SEEDS_PAPER[:2]
+
+
+COPY_WIDE_DIMS = [2048, 4096]
+COPY_WIDE_N = [16, 64, 256, 1024, 4096, 16384]  # a coarse grid (×4): n* is known to a factor 4 here
+
+
+def copy_wide(profile: str) -> list[RunConfig]:
+    """The paper's largest d, on a GPU: the plain copy model at d = 2048 and 4096 on a coarse
+    grid (``COPY_WIDE_N``, seed 0), and the model + VO (× ``COPY_VO_SCALE``) on n = 4 … 256,
+    seeds 0–1 — test error at fixed n as d grows, and whether the VO fix still holds.  Not part
+    of ``copy``'s n* fit (one seed, a coarser grid); the chapter reads it beside it."""
+    out = _grid(profile, "copy", [copy_model(d) for d in COPY_WIDE_DIMS], COPY_WIDE_N, [0], FULL)
+    if COPY_VO_SCALE is not None:
+        out += _grid(profile, "copy", [copy_model(d, vo=True, scale=COPY_VO_SCALE) for d in COPY_WIDE_DIMS],
+                     _n_upto(COPY_ID_N_MAX), SEEDS_PAPER[:2], FULL)
     return _unique(out)
 
 
@@ -509,6 +531,7 @@ EXPERIMENTS = {
     "kq_scale": kq_scale,
     "fig1_width": fig1_width,
     "copy": copy,
+    "copy_wide": copy_wide,
     "copy_protocol": copy_protocol,
     "copy_bf16": copy_bf16,
     "copy_control": copy_control,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field, fields
@@ -212,7 +213,11 @@ _GIT: dict = {}
 
 
 def git_commit() -> str | None:
-    """HEAD of the repository holding symlib, with ``-dirty`` if symlib/ has local changes."""
+    """HEAD of the repository holding symlib, with ``-dirty`` if symlib/ has local changes.
+
+    A copy of the tree without its ``.git`` (a rented GPU machine, say) cannot tell: there the
+    environment variable ``SYMLIB_GIT_COMMIT`` — set by whoever copied a clean checkout — is
+    recorded instead, suffixed ``-copy``; with neither, ``None``."""
     if "commit" not in _GIT:
         root = Path(__file__).resolve().parent.parent
         try:
@@ -223,6 +228,8 @@ def git_commit() -> str | None:
             _GIT["commit"] = f"{sha}-dirty" if sha and dirty else sha
         except (OSError, subprocess.SubprocessError):
             _GIT["commit"] = None
+        if _GIT["commit"] is None and os.environ.get("SYMLIB_GIT_COMMIT"):
+            _GIT["commit"] = os.environ["SYMLIB_GIT_COMMIT"] + "-copy"
     return _GIT["commit"]
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from symlib import ModelConfig, TrainConfig
+from symlib import experiments as E
 from symlib.experiments import (EXPERIMENTS, FULL, FULL_FROM, HP_AXES, MODELS, PAPER, RANDOM_AXES, by_variant,
                                 experiment, labelled_draws, random_draws, seed_status)
 from symlib.models import model_label
@@ -114,3 +115,17 @@ def test_chapter_runs_reads_in_the_paper_profile_and_trains_only_smoke(tmp_path,
     assert len(frame) == total == len(experiment("fig6", "smoke"))
     with pytest.raises(ValueError, match="allowed: paper, smoke"):
         chapter_runs("fig6", "full")
+
+
+def test_copy_grids_follow_the_issue_seeds_and_n_range():
+    by_d = {}
+    for c in E.copy("paper"):
+        if not c.model.vo_identity:
+            by_d.setdefault(c.model.dim, set()).add((c.data.n, c.seed))
+    for d, points in by_d.items():
+        assert max(n for n, _ in points) == 16 * d  # n = 4 … 16d
+        assert {s for _, s in points} == ({0, 1, 2} if d <= 512 else {0, 1})
+    wide = E.copy_wide("paper")
+    assert {c.model.dim for c in wide} == set(E.COPY_WIDE_DIMS)
+    assert {c.data.n for c in wide if not c.model.vo_identity} == set(E.COPY_WIDE_N)
+    assert not {c.key for c in wide} & {c.key for c in E.copy("paper")}

@@ -51,3 +51,16 @@ def test_one_integer_range_check_reads_the_same_everywhere(value, low, high, mes
     with pytest.raises(ValueError, match=re.escape(message)):
         int_in("seed", value, low, high)
     int_in("seed", low, low, high)  # the bound itself is allowed
+
+
+def test_git_commit_of_a_copy_without_git_comes_from_the_environment(monkeypatch):
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(runs, "_GIT", {})
+    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.delenv("SYMLIB_GIT_COMMIT", raising=False)
+    assert runs.git_commit() is None
+    monkeypatch.setattr(runs, "_GIT", {})
+    monkeypatch.setenv("SYMLIB_GIT_COMMIT", "1f0eca1")
+    assert runs.git_commit() == "1f0eca1-copy" and runs.provenance(1, "cuda:0")["git_commit"] == "1f0eca1-copy"
