@@ -115,6 +115,10 @@ class TemplateModule(L.LightningModule):
         self._errors: list[torch.Tensor] = []  # detached batch 0-1 errors (before the step)
         self._sizes: list[int] = []
         self.automatic_optimization = False  # one plain Adam step per batch: least overhead
+        self.trained_on: str | None = None  # the device of training (Lightning moves the module back to the CPU after fit)
+
+    def on_train_start(self):
+        self.trained_on = str(self.device)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -299,7 +303,7 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
         wall = time.perf_counter() - start + (saver.elapsed_s if saver else 0.0)
     finally:
         torch.set_num_threads(old_threads)
-    prov = provenance(threads if threads is not None else old_threads, str(module.device))
+    prov = provenance(threads if threads is not None else old_threads, module.trained_on or str(module.device))
     if saver and saver.resumed_at:
         prov["resumed_at_epochs"] = saver.resumed_at
     result = RunResult(cfg.key, cfg.to_dict(), summarize(module.curve), module.curve, round(wall, 3), prov)

@@ -78,6 +78,8 @@ def test_device_selection_is_explicit_and_recorded():
             S.fit("copy", TINY, TrainConfig(epochs=1), data=8, device="cuda")
     r = S.fit("copy", TINY, TrainConfig(epochs=1), data=8, device="cpu")
     assert r.provenance["device"] == "cpu"
+    if torch.cuda.is_available():  # the device of training, though Lightning hands the module back on the CPU
+        assert S.fit("copy", TINY, TrainConfig(epochs=1), data=8, device="cuda").provenance["device"].startswith("cuda")
 
 
 def test_stop_metric_is_validated_and_keeps_old_hashes():
