@@ -51,7 +51,7 @@ import nbformat
 import pandas as pd
 import yaml
 
-from .runs import VERSION
+from .runs import VERSION, trained_on
 from .experiments import PROFILES, check_profile
 from .store import RunStore, atomic_write_text, default_root
 
@@ -487,7 +487,8 @@ def timings_table(root: Path | None = None) -> pd.DataFrame:
 
 def compute_table(root: Path | None = None, total: bool = False) -> pd.DataFrame:
     """Per experiment of :mod:`symlib.experiments`: runs in the store and the CPU time they took
-    when computed (what re-running it from scratch costs).  Used by the intro.  ``total`` adds a
+    when computed (what re-running it from scratch costs); runs trained on a GPU count apart, as
+    hours of their wall time (:func:`symlib.runs.trained_on`).  Used by the intro.  ``total`` adds a
     row that counts each distinct run once (experiments share runs: figure 7's plain and + KQ
     curves are figure 2's).  The store is read once."""
     from .experiments import EXPERIMENTS, experiment
@@ -497,7 +498,10 @@ def compute_table(root: Path | None = None, total: bool = False) -> pd.DataFrame
 
     def row(name, keys):
         have = [done[k] for k in keys if k in done]
-        return {"experiment": name, "runs": len(keys), "stored": len(have), "CPU hours": _cpu_hours(have)}
+        on_gpu = [r for r in have if trained_on(r.provenance).startswith("cuda")]
+        return {"experiment": name, "runs": len(keys), "stored": len(have),
+                "CPU hours": _cpu_hours([r for r in have if r not in on_gpu]),
+                "GPU hours": round(sum(r.wall_time_s for r in on_gpu) / 3600, 2)}
     rows = [row(name, grid) for name, grid in grids.items()]
     if total:
         rows.append(row("**distinct runs**", every))

@@ -7,6 +7,7 @@ it to the page with :func:`symlib.plots.glue_figure`, which adds the numbered ca
 * :func:`vo_scale_figure` — the VO model's test error against n, and n* against the multiplier.
 * :func:`copy_figure` — test error (solid) and train error (dashed) against n, one panel per model.
 * :func:`n_star_figure` — n*(d) per model, with the slope the paper claims drawn as a guide.
+* :func:`fixed_n_figure` — the plain model's error against d at fixed n (the theorem's limit).
 * :func:`protocol_figure` — learning curves of the full-length runs at large d.
 * :func:`binding_figure` — variable binding's test error and its "other variable" part.
 
@@ -120,6 +121,33 @@ def n_star_figure(stars: pd.DataFrame, slope: dict):
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def fixed_n_figure(points: pd.DataFrame):
+    """The plain copy model at fixed n as d grows: seed-mean test error (solid) and train error
+    (dashed) against d, colour = n; red open circles: points with a run that did not fit.  The
+    theorem's limit (fixed n, d → ∞: test error → 1) is the grey line at 1.
+
+    ``points``: :func:`~symlib.next_token.fit_table` rows (``d``, ``n``, ``test_error``,
+    ``train_error``, ``fits``) of one model, for the n to draw."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    ns = sorted(points.n.unique())
+    palette = dict(zip(ns, sns.color_palette("mako_r", len(ns))))
+    for n in ns:
+        part = points[points.n == n].sort_values("d")
+        ax.plot(part.d, part.test_error, marker="o", color=palette[n], label=f"n = {n}")
+        ax.plot(part.d, part.train_error, ls="--", lw=1, color=palette[n])
+    bad = points[~points.fits]
+    ax.scatter(bad.d, bad.test_error, s=90, facecolors="none", edgecolors="red", zorder=5,
+               label="a run did not fit its training set")
+    ax.axhline(1.0, ls="--", **GUIDE, label="fixed n, d → ∞: test error → 1")
+    _log_n_axis(ax)
+    ax.set_xticks(sorted(points.d.unique()), minor=False)
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set(xlabel="embedding dimension d", ylabel="error (solid: test, dashed: train)", ylim=(-0.03, 1.05))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, frameon=False)
     fig.tight_layout()
     return fig
 

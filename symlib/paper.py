@@ -266,9 +266,12 @@ def reproduce_note(experiment: str, frame: pd.DataFrame, command: str | None = N
     if not len(frame):
         return _note(f"`{command}` computes the runs behind this figure (none stored yet)", data)
     threads = frame["threads"].fillna(1) if "threads" in frame else 1   # runs without the column used one
+    gpu = frame["device"].astype(str).str.startswith("cuda") if "device" in frame else pd.Series(False, frame.index)
+    cost = _cpu_time(float((frame['wall_time_s'] * threads)[~gpu].sum()))
+    if gpu.any():  # runs of a GPU: their wall time, not CPU time (several runs shared the GPU)
+        cost += f" and {gpu.sum()} runs on a GPU, {float(frame.wall_time_s[gpu].sum()) / 3600:.1f} hours of run time"
     return _note(f"`{command}` recomputes the {len(frame)} runs behind this figure "
-                 f"({_cpu_time(float((frame['wall_time_s'] * threads).sum()))} as recorded; stored runs are read, "
-                 "not recomputed)", data)
+                 f"({cost} as recorded; stored runs are read, not recomputed)", data)
 
 
 RUN_COLUMNS = ["task_label", "model", "n", "seed", "test_loss", "train_loss"]  # a run figure's CSV, by default

@@ -201,6 +201,15 @@ def provenance(threads: int, device: str) -> dict:
             "machine": platform.machine()}
 
 
+def trained_on(provenance: dict) -> str:
+    """Where a run trained: ``"cpu"`` or ``"cuda:…"``.  Runs trained on a GPU before commit
+    f5b812d were recorded as ``"cpu"`` (the device was read after Lightning had moved the module
+    back); their torch is a CUDA build (``+cu`` in its version), which no CPU run of this book used,
+    so such a record is read as ``"cuda"``."""
+    device = provenance.get("device") or "cpu"
+    return "cuda" if device == "cpu" and "+cu" in (provenance.get("torch") or "") else device
+
+
 def _installed(package: str) -> str | None:
     """The installed version of ``package`` (without importing it), ``None`` if absent."""
     try:

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from .models import model_label
-from .runs import RunConfig, RunResult, provenance
+from .runs import RunConfig, RunResult, provenance, trained_on
 from .tasks import task_label
 
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -302,7 +302,7 @@ class RunStore:
 
 def results_frame(results: Iterable[RunResult]) -> pd.DataFrame:
     rows = [{"key": r.key, **flatten_config(r.config), **r.metrics, "wall_time_s": r.wall_time_s,
-             "threads": r.provenance.get("threads")} for r in results]
+             "threads": r.provenance.get("threads"), "device": trained_on(r.provenance)} for r in results]
     return pd.DataFrame(rows)
 
 

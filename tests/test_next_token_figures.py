@@ -93,3 +93,19 @@ def test_vo_scale_legends_sit_below_the_panels():
         legend, panel = ax.get_legend().get_window_extent(), ax.get_window_extent()
         assert legend.y1 <= panel.y0   # entirely under the axes: it hides no curve
     plt.close(fig)
+
+
+def test_fixed_n_figure_draws_error_against_d_and_circles_unfit_points():
+    rows = [(PLAIN, d, n, 0, 1.0 if (d, n) == (1024, 64) else 0.0, min(1.0, d / (4 * n)))
+            for d in (64, 256, 1024) for n in (64, 256)]
+    runs = pd.DataFrame(rows, columns=["model", "d", "n", "seed", "train_error", "test_error"])
+    fig = NF.fixed_n_figure(NT.fit_table(runs))
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["n = 64"].get_ydata(), [0.25, 1.0, 1.0])
+    np.testing.assert_allclose(lines["n = 256"].get_xdata(), [64, 256, 1024])
+    assert list(lines["fixed n, d → ∞: test error → 1"].get_ydata()) == [1, 1]
+    circled = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert [c.get_offsets().tolist() for c in circled] == [[[1024.0, 1.0]]]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["64", "256", "1024"]
+    plt.close(fig)

@@ -173,3 +173,9 @@ def test_glue_computed_note_names_the_chapter_and_its_cached_results(tmp_path, m
     note = paper.glue_computed_note("k-x", "kernel", pd.DataFrame({"a": [1.0]}), ["eigen_grid"])
     assert "python -m symlib book kernel" in note and "eigen_grid" in note
     assert (tmp_path / "figures" / "k-x.csv").exists()
+
+
+def test_reproduce_note_counts_gpu_runs_apart_from_cpu_time():
+    frame = pd.DataFrame({"wall_time_s": [3600.0, 1800.0, 5400.0], "threads": [1, 1, 1], "device": ["cpu", "cuda", "cuda:0"]})
+    note = paper.reproduce_note("copy_wide", frame)
+    assert "recomputes the 3 runs behind this figure (1.0 CPU-hours and 2 runs on a GPU, 2.0 hours of run time as recorded" in note

@@ -64,3 +64,10 @@ def test_git_commit_of_a_copy_without_git_comes_from_the_environment(monkeypatch
     monkeypatch.setattr(runs, "_GIT", {})
     monkeypatch.setenv("SYMLIB_GIT_COMMIT", "1f0eca1")
     assert runs.git_commit() == "1f0eca1-copy" and runs.provenance(1, "cuda:0")["git_commit"] == "1f0eca1-copy"
+
+
+def test_trained_on_reads_the_device_and_the_gpu_runs_recorded_before_the_fix():
+    assert runs.trained_on({"device": "cpu", "torch": "2.13.0+cpu"}) == "cpu"
+    assert runs.trained_on({"device": "cuda:0", "torch": "2.11.0+cu130"}) == "cuda:0"
+    assert runs.trained_on({"device": "cpu", "torch": "2.11.0+cu130"}) == "cuda"  # recorded before f5b812d
+    assert runs.trained_on({}) == "cpu"
