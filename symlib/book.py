@@ -47,7 +47,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import yaml
 
@@ -96,6 +95,7 @@ def parameters(path: Path) -> dict:
     """Defaults of a notebook's one ``parameters`` cell: plain assignments whose values are
     literals or simple expressions (``list(range(100))``, ``[2 ** i for i in range(2, 13)]``),
     evaluated with no imports and a handful of builtins."""
+    import nbformat  # here, not at the top: `python -m symlib sweep` must run without the notebook stack
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
@@ -236,6 +236,8 @@ def merge_streams(outputs: list) -> list:
     """Consecutive stream outputs of the same stream (stdout, stderr) as one: how a cell's printing
     is split into chunks depends on timing, so unmerged re-runs differ with no change in content.
     Returns a new list; ``outputs`` is left as it is."""
+    import nbformat
+
     def text(o):
         return "".join(o.get("text", "")) if isinstance(o.get("text"), list) else o.get("text", "")
 
@@ -300,6 +302,7 @@ def with_launch_cell(nb: nbformat.NotebookNode, url: str | None) -> nbformat.Not
     """``nb`` with its Colab set-up cell (:func:`launch_cell_source`) fresh for ``url``, just before
     the ``parameters`` cell and tagged ``remove-cell`` (the site does not show it; Colab does).
     With no ``url`` the cell is removed.  The chapter's own cells are left as they are."""
+    import nbformat
     nb.cells = [c for c in nb.cells if LAUNCH_TAG not in c.metadata.get("tags", [])]
     if url:
         at = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), 0)
@@ -313,6 +316,7 @@ def execute(name: str, notebook: Path, params: dict, dest: Path, scratch: Path, 
     """Run one chapter with papermill into ``scratch`` and move it, cleaned, to ``dest``; its Colab
     cell is refreshed for the repository ``url`` first (:func:`with_launch_cell`).
     Returns the wall time in seconds; raises SystemExit naming the chapter if it fails."""
+    import nbformat
     import papermill
     scratch.mkdir(parents=True, exist_ok=True)
     running = scratch / f"{name}.running.ipynb"
