@@ -502,10 +502,10 @@ def compute_table(root: Path | None = None, total: bool = False) -> pd.DataFrame
 
     def row(name, keys):
         have = [done[k] for k in keys if k in done]
-        on_gpu = [r for r in have if trained_on(r.provenance).startswith("cuda")]
+        gpu = [trained_on(r.provenance).startswith("cuda") for r in have]
         return {"experiment": name, "runs": len(keys), "stored": len(have),
-                "CPU hours": _cpu_hours([r for r in have if r not in on_gpu]),
-                "GPU hours": round(sum(r.wall_time_s for r in on_gpu) / 3600, 2)}
+                "CPU hours": _cpu_hours([r for r, g in zip(have, gpu) if not g]),
+                "GPU hours": round(sum(r.wall_time_s for r, g in zip(have, gpu) if g) / 3600, 2)}
     rows = [row(name, grid) for name, grid in grids.items()]
     if total:
         rows.append(row("**distinct runs**", every))

@@ -456,8 +456,9 @@ def copy_wide(profile: str) -> list[RunConfig]:
     of ``copy``'s n* fit (one seed, a coarser grid); the chapter reads it beside it."""
     out = _grid(profile, "copy", [copy_model(d) for d in COPY_WIDE_DIMS], COPY_WIDE_N, [0], FULL)
     if COPY_VO_SCALE is not None:
-        out += _grid(profile, "copy", [copy_model(d, vo=True, scale=COPY_VO_SCALE) for d in COPY_WIDE_DIMS],
-                     _n_upto(COPY_ID_N_MAX), SEEDS_PAPER[:2], FULL)
+        for d in COPY_WIDE_DIMS:
+            out += _grid(profile, "copy", [copy_model(d, vo=True, scale=COPY_VO_SCALE)], _n_upto(COPY_ID_N_MAX),
+                         _copy_seeds(d), FULL)
     return _unique(out)
 
 

@@ -33,6 +33,13 @@ def _log_n_axis(ax) -> None:
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
 
 
+def _ticks_at(ax, values) -> None:
+    """x ticks at exactly ``values`` (the d that were run), labelled plainly, no minor ticks."""
+    ax.set_xticks(sorted(values), minor=False)
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
+
+
 def vo_scale_figure(vs: pd.DataFrame, table: pd.DataFrame):
     """Left: the VO model's seed-mean test error against n, colour = multiplier, style = d.
     Right: its n* against the multiplier per d (n* not reached: drawn at 2 × the largest n).
@@ -116,9 +123,7 @@ def n_star_figure(stars: pd.DataFrame, slope: dict):
         ax.plot(d_all, n0 * d_all / d0, ls="--", **GUIDE, label="the paper: n* ∝ d (slope 1)")
     ax.axhline(VO_HANDFUL, ls=":", **GUIDE, label=f"the paper, with VO: a handful ({VO_HANDFUL})")
     ax.set(xscale="log", yscale="log", xlabel="embedding dimension d", ylabel="n* (test error < 0.1, stays < 0.2)")
-    ax.set_xticks(sorted(stars.d.unique()), minor=False)
-    ax.xaxis.set_minor_locator(plt.NullLocator())
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
+    _ticks_at(ax, stars.d.unique())
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -143,9 +148,8 @@ def fixed_n_figure(points: pd.DataFrame):
     ax.scatter(bad.d, bad.test_error, s=90, facecolors="none", edgecolors="red", zorder=5,
                label="a run did not fit its training set")
     ax.axhline(1.0, ls="--", **GUIDE, label="fixed n, d → ∞: test error → 1")
-    _log_n_axis(ax)
-    ax.set_xticks(sorted(points.d.unique()), minor=False)
-    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xscale("log", base=2)
+    _ticks_at(ax, points.d.unique())
     ax.set(xlabel="embedding dimension d", ylabel="error (solid: test, dashed: train)", ylim=(-0.03, 1.05))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=3, frameon=False)
     fig.tight_layout()
