@@ -12,8 +12,12 @@ Profiles:
 Our widths [ours; the paper's are unknown]: the sweep transformer has dim 64, 2 heads × 64
 (dim_head 64 as in the authors' code), MLP width 128, depth 2 — a quarter of the FLOPs of the
 calibration model (dim 128, 4 × 64, MLP 256); the calibration found width 32–128 does not change
-the picture at n <= 256.  MLP baselines: 3 linear layers of width 256; RNN/LSTM: embedding 64,
-hidden 128.  Chapter: *Regression experiments* (and *The transformer kernel* for ``last_layer``).
+the picture at n <= 256.  MLP baselines: 3 linear layers of width 256.  RNN, LSTM and mimetic
+initialisation as the authors' code builds them (``AUTHORS_MODELS``: a ReLU Elman cell and an LSTM
+from a random-normal initial state, one width, 128; mimetic by their SVD form), the figures'
+rows since check 3 of *Why our curves differ from the paper's*; ours (tanh RNN and zero-state LSTM,
+embedding 64, hidden 128; mimetic as Trockman & Kolter's additive form) are the variant
+``components_ours``.  Chapter: *Regression experiments* (and *The transformer kernel* for ``last_layer``).
 """
 
 from __future__ import annotations
@@ -56,6 +60,16 @@ PAPER = replace(FULL, stop_train_loss=1e-3, stop_window=100, stop_val_rtol=0.02)
 FULL_FROM = 4096
 N_COARSE = [16, 64, 256, 1024, 4096]  # hyper-parameter and random-template sweeps
 MIMETIC = (0.7, 0.7)  # (alpha, beta) of Trockman & Kolter's W_q W_kᵀ ≈ alpha Z + beta I
+
+# Check 3 (symlib.fidelity): three components as the authors' code builds them — what the paper
+# ran, so the figures draw them (figure 2's RNN and LSTM, figure 7's mimetic row) — and ours, the
+# book's first construction, kept as the stated variant `components_ours`.  By label.
+AUTHORS_WIDTH = 128  # the authors' RNN and LSTM have one width (embedding = hidden): our hidden width [ours]
+AUTHORS_RNN = ModelConfig(kind="rnn", dim=AUTHORS_WIDTH, hidden=AUTHORS_WIDTH, rnn_cell="relu_elman")
+AUTHORS_LSTM = ModelConfig(kind="lstm", dim=AUTHORS_WIDTH, hidden=AUTHORS_WIDTH, lstm_init_state="normal")
+AUTHORS_MIMETIC = replace(TRANSFORMER, mimetic=MIMETIC, mimetic_form="authors")
+AUTHORS_MODELS = {model_label(m): m for m in (AUTHORS_RNN, AUTHORS_LSTM, AUTHORS_MIMETIC)}
+OURS_MODELS = {model_label(m): m for m in (MODELS["RNN"], MODELS["LSTM"], replace(TRANSFORMER, mimetic=MIMETIC))}
 
 SMOKE_TRAIN = TrainConfig(epochs=10, eval_every=5)
 N_SMOKE = [4, 16]
@@ -115,9 +129,11 @@ def fig1(profile: str) -> list[RunConfig]:
 
 
 def fig2(profile: str) -> list[RunConfig]:
-    """ABA vs ABB, architectures side by side."""
-    names = ("transformer", "transformer + KQ", "transformer + VO", "transformer + KQ & VO", "MLP", "RNN", "LSTM")
-    return _grid(profile, "aba_abb", [MODELS[k] for k in names], N_PAPER, SEEDS_PAPER, PAPER)
+    """ABA vs ABB, architectures side by side; the RNN and the LSTM as the authors' code builds
+    them (their runs are ``fidelity_components``')."""
+    names = ("transformer", "transformer + KQ", "transformer + VO", "transformer + KQ & VO", "MLP")
+    models = [MODELS[k] for k in names] + [AUTHORS_RNN, AUTHORS_LSTM]
+    return _grid(profile, "aba_abb", models, N_PAPER, SEEDS_PAPER, PAPER)
 
 
 def fig3(profile: str) -> list[RunConfig]:
@@ -248,8 +264,9 @@ def fig6_batch(profile: str) -> list[RunConfig]:
 
 
 def fig7(profile: str) -> list[RunConfig]:
-    """Mimetic initialisation of W_Q, W_K vs the default initialisation vs the KQ identity."""
-    models = [MODELS["transformer"], replace(TRANSFORMER, mimetic=MIMETIC), MODELS["transformer + KQ"]]
+    """Mimetic initialisation of W_Q, W_K (as the authors' code builds it; its runs are
+    ``fidelity_components``') vs the default initialisation vs the KQ identity."""
+    models = [MODELS["transformer"], AUTHORS_MIMETIC, MODELS["transformer + KQ"]]
     return _grid(profile, "aba_abb", models, N_PAPER, SEEDS_PAPER, PAPER)
 
 
@@ -359,22 +376,20 @@ def fidelity_width(profile: str) -> list[RunConfig]:
                    for c in _grid(profile, t, models, N_WIDTH, SEEDS_PAPER, replace(PAPER, precision="bf16")))
 
 
-AUTHORS_WIDTH = 128  # the authors' RNN and LSTM have one width (embedding = hidden): our hidden width [ours]
-# Components as the authors' code builds them (symlib.fidelity), by label; ours are MODELS["RNN"],
-# MODELS["LSTM"] and figure 7's replace(TRANSFORMER, mimetic=MIMETIC).
-AUTHORS_MODELS = {model_label(m): m for m in (
-    ModelConfig(kind="rnn", dim=AUTHORS_WIDTH, hidden=AUTHORS_WIDTH, rnn_cell="relu_elman"),
-    ModelConfig(kind="lstm", dim=AUTHORS_WIDTH, hidden=AUTHORS_WIDTH, lstm_init_state="normal"),
-    replace(TRANSFORMER, mimetic=MIMETIC, mimetic_form="authors"),
-)}
-
-
 def fidelity_components(profile: str) -> list[RunConfig]:
     """Check 3, components as the authors' code builds them: figure 2's RNN and LSTM rows and figure
-    7's mimetic row (all ABA vs ABB) re-run with ``AUTHORS_MODELS``, on the stored rows' n grid
-    (4 … 8192) and seeds (0–2): 108 runs, about 1.9 CPU-hours (2.5 if no run below 4096 stops
-    early; :data:`symlib.fidelity.COST`)."""
+    7's mimetic row as first built (``components_ours``; all ABA vs ABB) re-run with
+    ``AUTHORS_MODELS`` on the same n grid (4 … 8192) and seeds (0–2): 108 runs, about 1.9 CPU-hours
+    (2.5 if no run below 4096 stops early; :data:`symlib.fidelity.COST`).  Since the check, these
+    are the figures' rows."""
     return _grid(profile, "aba_abb", list(AUTHORS_MODELS.values()), N_PAPER, SEEDS_PAPER, PAPER)
+
+
+def components_ours(profile: str) -> list[RunConfig]:
+    """The variant of check 3: figure 2's RNN and LSTM and figure 7's mimetic row as this book first
+    built them (``OURS_MODELS``), on the figures' grid — stored runs, drawn beside the authors'
+    construction in *Why our curves differ from the paper's* (chapter *Regression experiments*)."""
+    return _grid(profile, "aba_abb", list(OURS_MODELS.values()), N_PAPER, SEEDS_PAPER, PAPER)
 
 
 def fidelity_bf16(profile: str) -> list[RunConfig]:
@@ -541,6 +556,7 @@ EXPERIMENTS = {
     "fidelity_width": fidelity_width,
     "fidelity_multipliers": fidelity_multipliers,
     "fidelity_components": fidelity_components,
+    "components_ours": components_ours,
     "fidelity_bf16": fidelity_bf16,
 }
 

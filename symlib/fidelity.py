@@ -74,7 +74,8 @@ row's gap?  Grid ``fidelity_components``: figure 2's RNN and LSTM rows and figur
 re-run with the options above on the stored rows' n grid (4 … 8192) and seeds (0–2).  Rule
 :func:`components_verdict`.  Whatever the verdict, the authors' construction is what the paper ran:
 whether it becomes the figures' default is decided by that fidelity, not by closeness to the
-digitized curves (``data/paper/figdata.md``).
+digitized curves (``data/paper/figdata.md``) — so figures 2 and 7 draw it since the check's runs,
+and ours is the stated variant ``components_ours`` (:func:`before_checks`).
 
 **Speed, bf16 autocast.**  Is a run under bf16 the same run, so that the wide re-runs can use its
 1.9× (README, *Performance*)?  Grid ``fidelity_bf16``: the full-length ``protocol`` and
@@ -103,6 +104,7 @@ mimetic on/off and stopping rule (other widths and multipliers included, as they
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -129,12 +131,26 @@ PAPER_IDENTITY: dict[tuple[str, str], tuple[str, str]] = {
     ("KQ", "same/different"): SERIES["fig1"][(None, "transformer + KQ")],
 }
 
-# Check 3: component -> (our row's label, the authors' construction's label, the paper's curve).
-COMPONENTS: dict[str, tuple[str, str, tuple[str, str]]] = {
-    "RNN": ("RNN", "RNN (ReLU Elman)", SERIES["fig2"][(None, "RNN")]),
-    "LSTM": ("LSTM", "LSTM (random initial state)", SERIES["fig2"][(None, "LSTM")]),
-    "mimetic": ("transformer (mimetic)", "transformer (mimetic, authors' form)",
-                SERIES["fig7"][(None, "transformer (mimetic)")]),
+
+
+class Component(NamedTuple):
+    """Check 3's rows of one component: model labels of ``ours`` (experiment ``components_ours``)
+    and of the ``authors``' construction (``fidelity_components``), and the ``figure`` that draws
+    the authors' row since the check."""
+    ours: str
+    authors: str
+    figure: str
+
+    @property
+    def paper(self) -> tuple[str, str]:
+        """The paper's curve of this row: (figure file, series) of :data:`symlib.paper.SERIES`."""
+        return SERIES[self.figure][(None, self.authors)]
+
+
+COMPONENTS: dict[str, Component] = {
+    "RNN": Component("RNN", "RNN (ReLU Elman)", "fig2"),
+    "LSTM": Component("LSTM", "LSTM (random initial state)", "fig2"),
+    "mimetic": Component("transformer (mimetic)", "transformer (mimetic, authors' form)", "fig7"),
 }
 
 # CPU-hours of the runs each grid does not share with stored ones, (expected, if no run stops early);
@@ -375,12 +391,12 @@ def components_verdict(frame: pd.DataFrame, components=tuple(COMPONENTS), thresh
     for name in components:
         if name not in COMPONENTS:
             raise ValueError(f"unknown component {name!r}; allowed: {', '.join(COMPONENTS)}")
-        ours_label, authors_label, src = COMPONENTS[name]
+        ours_label, authors_label = COMPONENTS[name].ours, COMPONENTS[name].authors
         ours, theirs = frame[frame.model == ours_label], frame[frame.model == authors_label]
         if ours.empty or theirs.empty:
             raise ValueError(f"check 3 needs both rows of {name}: {ours_label!r} and {authors_label!r} "
                              "(run `python -m symlib sweep fidelity_components`)")
-        paper = curve(*src)
+        paper = curve(*COMPONENTS[name].paper)
         pn, paper_top = n_star_of(paper, threshold), float(paper.index.max())
         gap_ours, gap_theirs = log_gap(ours, paper), log_gap(theirs, paper)
         n_ours = n_star(ours, threshold).iloc[0]
@@ -404,9 +420,9 @@ def component_table(frame: pd.DataFrame, components=tuple(COMPONENTS)) -> pd.Dat
     """Seed-mean test loss per n of our row, the authors' row and the paper's, per component."""
     parts = []
     for name in components:
-        ours_label, authors_label, src = COMPONENTS[name]
-        t = curve_table(frame[frame.model.isin([ours_label, authors_label])])
-        t.loc["paper"] = curve(*src).reindex(t.columns)
+        c = COMPONENTS[name]
+        t = curve_table(frame[frame.model.isin([c.ours, c.authors])])
+        t.loc["paper"] = curve(*c.paper).reindex(t.columns)
         parts.append(t.assign(component=name).set_index("component", append=True).swaplevel())
     return pd.concat(parts)
 
@@ -416,7 +432,7 @@ def component_table(frame: pd.DataFrame, components=tuple(COMPONENTS)) -> pd.Dat
 # The figure whose curves a check's runs stand in for, by task; and the curve of each identity family.
 TASK_FIGURE = {"ABA vs ABB": "fig2", "same/different": "fig1"}
 FAMILY_CURVE = {"KQ": "transformer + KQ", "VO": "transformer + VO", "both": "transformer + KQ & VO"}
-BEFORE = "the book's runs"
+BEFORE = "the book's runs before the checks"
 
 
 def as_figure_curves(grid: str, frame: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
@@ -440,10 +456,9 @@ def as_figure_curves(grid: str, frame: pd.DataFrame, threshold: float = THRESHOL
         return pd.concat(parts, ignore_index=True)
     if grid == "fidelity_components":
         parts = []
-        for name, (ours_label, authors_label, _) in COMPONENTS.items():
-            part = frame[frame.model == authors_label]
-            parts.append(part.assign(figure="fig7" if name == "mimetic" else "fig2", model=ours_label,
-                                     change=f"check 3: the authors' {name}"))
+        for name, c in COMPONENTS.items():
+            part = frame[frame.model == c.authors]
+            parts.append(part.assign(figure=c.figure, change=f"check 3: the authors' {name}"))
         return pd.concat(parts, ignore_index=True)
     if grid == "fidelity_width":
         plain = frame[~frame["model.kq_identity"].astype(bool) & ~frame["model.vo_identity"].astype(bool)]
@@ -452,10 +467,28 @@ def as_figure_curves(grid: str, frame: pd.DataFrame, threshold: float = THRESHOL
     raise ValueError(f"unknown check grid {grid!r}; allowed: fidelity_multipliers, fidelity_components, fidelity_width")
 
 
+def before_checks(figures: dict[str, pd.DataFrame], ours: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``figures`` (figure name -> the book's runs of it) as they were before the checks: the rows of
+    each check-3 component (drawn as the authors' code builds it since that check) replaced by ours
+    from ``ours`` (experiment ``components_ours``), labelled as the figure's row — the first line
+    of each curve in :func:`before_after`."""
+    out = dict(figures)
+    for name, c in COMPONENTS.items():
+        if c.figure not in out:
+            continue
+        mine = ours[ours.model == c.ours]
+        if mine.empty:
+            raise ValueError(f"the book's {name} row before the checks needs runs labelled {c.ours!r} "
+                             "(experiment components_ours)")
+        f = out[c.figure]
+        out[c.figure] = pd.concat([f[f.model != c.authors], mine.assign(model=c.authors)], ignore_index=True)
+    return out
+
+
 def before_after(figures: dict[str, pd.DataFrame], after: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
     """The fidelity table (:func:`symlib.paper.fidelity`) before and after the checks: for every curve
-    of ``figures`` (figure name -> the book's runs of it) that some check re-ran, one row with the
-    book's runs and one per change (``after``: rows of :func:`as_figure_curves`), each with the
+    of ``figures`` (figure name -> the book's runs of it before the checks, :func:`before_checks`)
+    that some check re-ran, one row with those runs and one per change (``after``: rows of :func:`as_figure_curves`), each with the
     paper's n*, ours, their ratio and whether it lies within the paper's own spread."""
     from .paper import fidelity
     rows = []

@@ -38,8 +38,8 @@ SERIES: dict[str, dict[tuple[str | None, str], tuple[str, str]]] = {
              (None, "transformer + VO"): (_ARCH, "Transformer + VO identity, lr 0.001"),
              (None, "transformer + KQ & VO"): (_ARCH, "Transformer + KQ, VO identity, lr 0.001"),
              (None, "MLP"): (_ARCH, "Depth-3 FCNet, lr 0.001"),
-             (None, "RNN"): (_ARCH, "RNN, lr 0.001"),
-             (None, "LSTM"): (_ARCH, "LSTM, lr 0.001")},
+             (None, "RNN (ReLU Elman)"): (_ARCH, "RNN, lr 0.001"),
+             (None, "LSTM (random initial state)"): (_ARCH, "LSTM, lr 0.001")},
     "fig3": {**{(t, "transformer"): (_TASKS, s) for t, s in (
                 ("ABA vs ABB", "ABA vs. ABB, lr 0.001"), ("AABB vs ABAB", "AABB vs. ABAB, lr 0.001"),
                 ("majority-2", "length-2 majority, lr 0.001"), ("majority-4", "length-4 majority, lr 0.001"),
@@ -50,7 +50,7 @@ SERIES: dict[str, dict[tuple[str | None, str], tuple[str, str]]] = {
     "fig6": {("ABA vs ABB", "MLP"): ("mlp_concat_XXT_gotu.pdf", "MLP, lr 0.001"),
              ("ABA vs ABB", "MLP + XXᵀ"): ("mlp_concat_XXT_gotu.pdf", "MLP + XX^T data augmentation, lr 0.001")},
     "fig7": {(None, "transformer"): ("transformer_mimetic_n_gotu.pdf", "regular init, lr 0.001"),
-             (None, "transformer (mimetic)"): ("transformer_mimetic_n_gotu.pdf", "mimetic init, lr 0.001")},
+             (None, "transformer (mimetic, authors' form)"): ("transformer_mimetic_n_gotu.pdf", "mimetic init, lr 0.001")},
     # figure 8: only scale 1 is common to both (the paper's other scales are 8 and 64, ours 2 and 4)
     "last_layer": {(None, "× 1"): ("transformer_lastlayer_1_gotu.pdf", "Initialization scale multiplier 1")},
 }
@@ -226,7 +226,7 @@ def _within(ours: float, theirs: float, our_top: int, their_top: int, spread: fl
 
 # ----------------------------------------------------------------------------- the intro's headline
 
-HEADLINE_MODELS = ["transformer", "transformer + KQ", "LSTM", "MLP"]
+HEADLINE_MODELS = ["transformer", "transformer + KQ", "LSTM (random initial state)", "MLP"]
 HEADLINE_CLAIMS = ["theory_mlp_unseen_weights", "mlp_trivial", "transformer_needs_data", "kq_sample_efficiency",
                    "majority", "theory_inverse_scaling", "copy_inverse_scaling", "variable_binding"]
 

@@ -29,8 +29,8 @@ def frame(task="ABA vs ABB", **n_stars):
 
 
 def fig(task="ABA vs ABB", **kw):
-    names = {"plain": "transformer", "kq": "transformer + KQ", "vo": "transformer + VO", "rnn": "RNN",
-             "lstm": "LSTM", "mlp": "MLP", "mim": "transformer (mimetic)", "both": "transformer + KQ & VO"}
+    names = {"plain": "transformer", "kq": "transformer + KQ", "vo": "transformer + VO", "rnn": claims.RNN,
+             "lstm": claims.LSTM, "mlp": "MLP", "mim": claims.MIMETIC, "both": "transformer + KQ & VO"}
     return pd.concat([curve(names[k], v, task=task) for k, v in kw.items()], ignore_index=True)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from symlib import ModelConfig, build_model
-from symlib.experiments import (AUTHORS_MODELS, IDENTITY_FAMILIES, MIMETIC, MODELS, MULTIPLIERS, N_MULTIPLIERS,
+from symlib.experiments import (AUTHORS_MODELS, OURS_MODELS, IDENTITY_FAMILIES, MIMETIC, MODELS, MULTIPLIERS, N_MULTIPLIERS,
                                 N_MULTIPLIERS_VO, N_PAPER, N_WIDTH, SEEDS_PAPER, TRANSFORMER, WIDE_MODELS, experiment,
                                 identity_model)
 from symlib.fidelity import (BF16_TOL, COMPONENTS, FLOOR_GONE, GAP_FLOOR, PAPER_IDENTITY, bf16_table, bf16_verdict,
@@ -139,9 +139,24 @@ def test_authors_mimetic_form_uses_the_existing_init(alpha, beta):
 
 def test_labels_tell_the_constructions_apart():
     labels = {model_label(m) for m in AUTHORS_MODELS.values()}
-    assert labels == {authors for _, authors, _ in COMPONENTS.values()} == set(AUTHORS_MODELS)
+    assert labels == {c.authors for c in COMPONENTS.values()} == set(AUTHORS_MODELS)
     ours = {model_label(m) for m in (MODELS["RNN"], MODELS["LSTM"], replace_mimetic(TRANSFORMER))}
-    assert ours == {o for o, _, _ in COMPONENTS.values()} and not ours & labels
+    assert ours == {c.ours for c in COMPONENTS.values()} == set(OURS_MODELS) and not ours & labels
+
+
+def test_figures_draw_the_authors_construction_and_keep_ours_as_the_variant():
+    """Check 3's consequence: figures 2 and 7 hold the authors' rows (the very runs of the check),
+    the variant components_ours holds ours, and each row has the paper's curve of its figure."""
+    authors = {c.key for c in experiment("fidelity_components")}
+    ours = {c.key for c in experiment("components_ours")}
+    for figure in ("fig2", "fig7"):
+        rows = {model_label(c.model): c.key for c in experiment(figure)}
+        drawn = {c.authors for c in COMPONENTS.values() if c.figure == figure}
+        assert drawn <= set(rows) and not {c.ours for c in COMPONENTS.values()} & set(rows)
+    fig_keys = {c.key for f in ("fig2", "fig7") for c in experiment(f)}
+    assert authors <= fig_keys and not ours & fig_keys and len(ours) == len(authors) == 108
+    assert COMPONENTS["RNN"].paper == ("diff_architectures_gotu.pdf", "RNN, lr 0.001")
+    assert COMPONENTS["mimetic"].paper == ("transformer_mimetic_n_gotu.pdf", "mimetic init, lr 0.001")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -195,7 +210,7 @@ def test_multiplier_grid_shares_the_stored_x1_and_x10_rows():
 
 def test_component_grid_matches_the_stored_rows():
     grid = experiment("fidelity_components")
-    ours = [c for c in experiment("fig2") if model_label(c.model) == "RNN"]
+    ours = [c for c in experiment("components_ours") if model_label(c.model) == "RNN"]
     want = {(c.data.n, c.seed, c.train) for c in ours}
     for label in AUTHORS_MODELS:
         rows = [c for c in grid if model_label(c.model) == label]
@@ -225,7 +240,7 @@ def test_cost_estimate_prices_missing_runs_from_comparable_records(tmp_path):
     store = RunStore(tmp_path)
     configs = experiment("fidelity_components")
     assert estimate_cpu_hours(configs, store)["unmatched"] == len(configs)
-    stored = [c for c in experiment("fig2") if model_label(c.model) == "RNN" and c.data.n == 16]
+    stored = [c for c in experiment("components_ours") if model_label(c.model) == "RNN" and c.data.n == 16]
     for c in stored:
         store.put(RunResult(c.key, c.to_dict(), {"epochs_run": 100, "test_loss": 1.0}, [], 36.0, {"threads": 2}))
     rnn16 = [c for c in configs if model_label(c.model) == "RNN (ReLU Elman)" and c.data.n == 16]
@@ -325,7 +340,7 @@ def components_frame(name: str, ours: pd.Series, theirs: pd.Series) -> pd.DataFr
 
 
 def paper_of(name: str) -> pd.Series:
-    return curve(*COMPONENTS[name][2])
+    return curve(*COMPONENTS[name].paper)
 
 
 def crossing_at(c: pd.Series, n0: int) -> pd.Series:
@@ -558,7 +573,7 @@ def test_checks_1_and_3_stand_in_for_their_curves():
     from symlib.fidelity import as_figure_curves
     rows = pd.concat([component_rows(COMPONENTS[name][1], pd.Series({64: 0.5})) for name in COMPONENTS], ignore_index=True)
     a = as_figure_curves("fidelity_components", rows)
-    assert dict(zip(a.model, a.figure)) == {"RNN": "fig2", "LSTM": "fig2", "transformer (mimetic)": "fig7"}
+    assert dict(zip(a.model, a.figure)) == {c.authors: c.figure for c in COMPONENTS.values()}
     w = as_figure_curves("fidelity_width", width_frame({}))
     assert set(w.model) == {"transformer"} and len(w) == len(width_frame({})) // 2    # + KQ is left out
     assert set(zip(w.figure, w.task_label)) == {("fig2", "ABA vs ABB"), ("fig1", "same/different")}
@@ -576,7 +591,24 @@ def test_before_after_shows_each_changed_curve_before_its_changes():
     fig2 = pd.concat([curve_rows("transformer", 4096), curve_rows("transformer + KQ", 512)], ignore_index=True)
     after = curve_rows("transformer + KQ", 64, top=512).assign(figure="fig2", change="check 2: identity ×10")
     t = before_after({"fig2": fig2, "fig7": fig2}, after)
-    assert list(t.index) == [("fig2", "transformer + KQ", "the book's runs"), ("fig2", "transformer + KQ", "check 2: identity ×10")]
+    assert list(t.index) == [("fig2", "transformer + KQ", "the book's runs before the checks"),
+                             ("fig2", "transformer + KQ", "check 2: identity ×10")]
     assert list(t["paper n*"]) == ["32", "32"] and list(t["ours n*"]) == ["512", "64"]
     assert list(t["ours / paper"]) == ["16×", "2×"]
     assert before_after({"fig2": fig2}, after.iloc[:0]).empty
+
+
+def test_before_checks_puts_our_components_back_under_the_figures_rows():
+    from symlib.fidelity import before_checks
+    rnn, lstm, mim = (COMPONENTS[k] for k in ("RNN", "LSTM", "mimetic"))
+    fig2 = pd.concat([component_rows("transformer", pd.Series({64: 1.0})), component_rows(rnn.authors, pd.Series({64: 0.5})),
+                      component_rows(lstm.authors, pd.Series({64: 0.5}))], ignore_index=True)
+    ours = pd.concat([component_rows(rnn.ours, pd.Series({64: 2.0})), component_rows(lstm.ours, pd.Series({64: 3.0})),
+                      component_rows(mim.ours, pd.Series({64: 4.0}))], ignore_index=True)
+    before = before_checks({"fig2": fig2}, ours)
+    assert set(before) == {"fig2"} and len(before["fig2"]) == len(fig2)
+    got = before["fig2"].groupby("model").test_loss.mean()
+    assert got.to_dict() == {"transformer": 1.0, rnn.authors: 2.0, lstm.authors: 3.0}   # our rows, the figure's labels
+    assert fig2.groupby("model").test_loss.mean()[rnn.authors] == 0.5                  # the input is left alone
+    with pytest.raises(ValueError, match="needs runs labelled 'RNN' \\(experiment components_ours\\)"):
+        before_checks({"fig2": fig2}, ours[ours.model != rnn.ours])
