@@ -104,6 +104,23 @@ def n_star_words(stars: pd.DataFrame) -> str:
     return f"{_and(values)} at $d$ = {_and([str(d) for d in rows.d])}"
 
 
+def copies_at_words(frame: pd.DataFrame, below: float = N_STAR_BELOW) -> str:
+    """Seed by seed, the n at which one model's runs copy (test error below ``below``), as a phrase
+    for the chapter's prose: ``"$d = 2048$: seed 0 at $n$ = 32, 128 and 256; seed 1 at $n$ = 4 and
+    8"`` — the per-seed view behind a seed-mean n* (chapter *Next-token experiments*, the GPU's d).
+    ``frame``: runs of one model with ``d``, ``seed``, ``n`` and ``test_error`` columns."""
+    if frame.empty or frame.model.nunique() != 1:
+        raise ValueError("copies_at_words needs the runs of exactly one model")
+    parts = []
+    for d, runs_d in frame.groupby("d"):
+        seeds = []
+        for seed, runs in runs_d.groupby("seed"):
+            ok = sorted(int(n) for n in runs[runs.test_error < below].n)
+            seeds.append(f"seed {seed} " + (f"at $n$ = {_and([str(n) for n in ok])}" if ok else "at no $n$"))
+        parts.append(f"$d = {d}$: " + "; ".join(seeds))
+    return "; ".join(parts)
+
+
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 

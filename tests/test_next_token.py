@@ -269,6 +269,15 @@ def test_n_star_words_lists_reached_and_unreached_values_in_order_of_d():
         NT.n_star_words(stars.assign(model=["a", "b", "a"]))
 
 
+def test_copies_at_words_lists_each_seeds_copying_n():
+    runs = pd.DataFrame({"model": ["m"] * 6, "d": [2048] * 4 + [4096] * 2, "seed": [0, 0, 1, 1, 0, 0],
+                         "n": [64, 32, 4, 8, 4, 8], "test_error": [0.02, 0.5, 0.0, 0.099, 1.0, 0.1]})
+    assert NT.copies_at_words(runs) == ("$d = 2048$: seed 0 at $n$ = 64; seed 1 at $n$ = 4 and 8; "
+                                        "$d = 4096$: seed 0 at no $n$")
+    with pytest.raises(ValueError, match="exactly one model"):
+        NT.copies_at_words(runs.assign(model=["a", "b"] * 3))
+
+
 def test_paired_points_joins_a_control_to_the_run_it_controls():
     ref = pd.DataFrame({"model.dim": [256, 256, 1024], "n": [256, 64, 256], "seed": [0, 0, 0],
                         "test_error": [0.97, 1.0, 1.0]})
