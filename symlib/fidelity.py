@@ -108,7 +108,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from .claims import THRESHOLD, Claim, fmt_n, seed_note
+from .claims import LSTM, MIMETIC, RNN, THRESHOLD, Claim, fmt_n, seed_note
 from .paper import SERIES, curve, n_star_of
 from .plots import curve_table, n_star
 from .status import grade
@@ -132,7 +132,6 @@ PAPER_IDENTITY: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
-
 class Component(NamedTuple):
     """Check 3's rows of one component: model labels of ``ours`` (experiment ``components_ours``)
     and of the ``authors``' construction (``fidelity_components``), and the ``figure`` that draws
@@ -148,9 +147,9 @@ class Component(NamedTuple):
 
 
 COMPONENTS: dict[str, Component] = {
-    "RNN": Component("RNN", "RNN (ReLU Elman)", "fig2"),
-    "LSTM": Component("LSTM", "LSTM (random initial state)", "fig2"),
-    "mimetic": Component("transformer (mimetic)", "transformer (mimetic, authors' form)", "fig7"),
+    "RNN": Component("RNN", RNN, "fig2"),
+    "LSTM": Component("LSTM", LSTM, "fig2"),
+    "mimetic": Component("transformer (mimetic)", MIMETIC, "fig7"),
 }
 
 # CPU-hours of the runs each grid does not share with stored ones, (expected, if no run stops early);
@@ -488,8 +487,9 @@ def before_checks(figures: dict[str, pd.DataFrame], ours: pd.DataFrame) -> dict[
 def before_after(figures: dict[str, pd.DataFrame], after: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
     """The fidelity table (:func:`symlib.paper.fidelity`) before and after the checks: for every curve
     of ``figures`` (figure name -> the book's runs of it before the checks, :func:`before_checks`)
-    that some check re-ran, one row with those runs and one per change (``after``: rows of :func:`as_figure_curves`), each with the
-    paper's n*, ours, their ratio and whether it lies within the paper's own spread."""
+    that some check re-ran, one row with those runs and one per change (``after``: rows of
+    :func:`as_figure_curves`), each with the paper's n*, ours, their ratio and whether it lies
+    within the paper's own spread."""
     from .paper import fidelity
     rows = []
     for figure, frame in figures.items():
