@@ -69,6 +69,8 @@ def register(sub) -> None:
     s.add_argument("--profile", default="paper", help="paper (default) or smoke")
     s.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: the experiment's)")
     s.add_argument("--workers", type=int, help="local processes (default: one per core)")
+    s.add_argument("--threads", type=int, default=1,
+                   help="torch threads per run (default 1; e.g. --workers 1 --threads 2 for one long run)")
     s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786) instead of local processes")
     s.add_argument("--data", help="run-store root (default: $SYMLIB_DATA or the repository's data/)")
     s.add_argument("--dry-run", action="store_true", help="print how many runs exist and are missing")
@@ -149,12 +151,13 @@ def _sweep(args) -> None:
     store = RunStore(args.data)
     if args.workers is not None:
         positive_int("--workers", args.workers)
+    positive_int("--threads", args.threads)
     todo = missing(configs, store)
     total = len({c.key for c in configs})
     print(f"{names} ({args.profile}): {total} runs, {total - len(todo)} in {store.root}, "
           f"{len(todo)} to compute", file=sys.stderr)
     if not args.dry_run:
-        run_sweep(configs, store, workers=args.workers, scheduler=args.scheduler)
+        run_sweep(configs, store, workers=args.workers, scheduler=args.scheduler, threads=args.threads)
 
 
 def main(argv=None) -> int:

@@ -390,12 +390,12 @@ def components_verdict(frame: pd.DataFrame, components=tuple(COMPONENTS), thresh
     for name in components:
         if name not in COMPONENTS:
             raise ValueError(f"unknown component {name!r}; allowed: {', '.join(COMPONENTS)}")
-        ours_label, authors_label = COMPONENTS[name].ours, COMPONENTS[name].authors
-        ours, theirs = frame[frame.model == ours_label], frame[frame.model == authors_label]
+        c = COMPONENTS[name]
+        ours, theirs = frame[frame.model == c.ours], frame[frame.model == c.authors]
         if ours.empty or theirs.empty:
-            raise ValueError(f"check 3 needs both rows of {name}: {ours_label!r} and {authors_label!r} "
+            raise ValueError(f"check 3 needs both rows of {name}: {c.ours!r} and {c.authors!r} "
                              "(run `python -m symlib sweep fidelity_components`)")
-        paper = curve(*COMPONENTS[name].paper)
+        paper = curve(*c.paper)
         pn, paper_top = n_star_of(paper, threshold), float(paper.index.max())
         gap_ours, gap_theirs = log_gap(ours, paper), log_gap(theirs, paper)
         n_ours = n_star(ours, threshold).iloc[0]

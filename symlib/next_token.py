@@ -15,6 +15,8 @@ and the verdict rules written before the runs.
 * :func:`binding_table` — variable binding's test error split into "the other variable's value"
   and "any other token"; :func:`binding_verdict` — the rule for the binding claim.
 * :func:`binding_progress` — what a partly run binding grid shows so far (for the status page).
+* :func:`cpu_rate` / :func:`missing_cpu_hours` — what the runs still missing from a grid would
+  cost on this CPU, priced at the measured cost per sample-epoch (the coverage section).
 
 Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run; the embedding
 dimension d is its column ``model.dim``, shown as ``d``).  Chapter: *Next-token experiments*.
@@ -281,3 +283,42 @@ def binding_progress(table: pd.DataFrame) -> str:
         parts.append(f"{model}: test error {last.test_error:.2f} at n = {int(last.n)}{share} "
                      f"({int(last.seeds)} seed{'s' if last.seeds > 1 else ''})")
     return "; ".join(parts) + "."
+
+
+RATE_MIN_N = 256  # below this n a run's fixed costs (evaluation, set-up) dominate its cost per sample
+
+
+def cpu_rate(frame: pd.DataFrame, min_n: int = RATE_MIN_N) -> pd.Series:
+    """Median CPU seconds per sample-epoch (wall time × threads / (n × epochs run)) of the runs of
+    ``frame`` trained on a CPU at n >= ``min_n``, by d.  The copy model's rate grows with d and, more
+    slowly, with n (its tied readout scores every token, and the vocabulary grows with n), so a rate
+    measured at moderate n under-prices the largest runs.  ``frame``: copy runs (:func:`with_d`)."""
+    cpu = frame[(frame.device == "cpu") & (frame.n >= min_n)]
+    per = cpu.wall_time_s * cpu.threads / (cpu.n * cpu.epochs_run)
+    return per.groupby(cpu.d).median().rename("s_per_sample_epoch")
+
+
+def missing_cpu_hours(configs, rate: pd.Series) -> pd.DataFrame:
+    """Per d: the runs of ``configs`` (configs not yet stored), their sample-epochs, and their cost
+    in CPU-hours at ``rate`` (:func:`cpu_rate`).  A d without a measured rate is priced at the
+    geometric mean of the nearest measured d below and above (``how``: "interpolated"); a d outside
+    the measured range is an error, not an extrapolation."""
+    if rate.empty:
+        raise ValueError("missing_cpu_hours needs a rate measured at one d at least (cpu_rate is empty)")
+    rows = {}
+    for c in configs:
+        row = rows.setdefault(c.model.dim, {"d": c.model.dim, "runs": 0, "sample_epochs": 0})
+        row["runs"] += 1
+        row["sample_epochs"] += c.data.n * c.train.epochs
+    out = []
+    for d, row in sorted(rows.items()):
+        if d in rate.index:
+            r, how = rate[d], "measured"
+        else:
+            below, above = rate.index[rate.index < d], rate.index[rate.index > d]
+            if not len(below) or not len(above):
+                raise ValueError(f"no CPU rate measured at or around d = {d}; measured at d = "
+                                 f"{', '.join(map(str, rate.index))}")
+            r, how = math.sqrt(rate[below.max()] * rate[above.min()]), "interpolated"
+        out.append({**row, "s_per_sample_epoch": r, "how": how, "cpu_hours": row["sample_epochs"] * r / 3600})
+    return pd.DataFrame(out, columns=["d", "runs", "sample_epochs", "s_per_sample_epoch", "how", "cpu_hours"])

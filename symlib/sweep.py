@@ -12,8 +12,9 @@ sweeps on one store share the work instead of doing it twice; a run another live
 claimed is waited for (and computed here if that sweep dies without its record).  Progress —
 runs done / total and an ETA — goes to stderr.  Locally, tiny models run faster as several single-threaded processes
 than as one process with many threads (README, *Performance*), so ``workers`` defaults to the
-number of cores, each run with ``threads=1``.  Used by the experiment chapters through
-:mod:`symlib.experiments`.
+number of cores, each run with ``threads=1``; for the last long runs of a grid, fewer workers
+with more threads each (``workers=1, threads=2``) keep the cores busy instead.  Used by the
+experiment chapters through :mod:`symlib.experiments`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Iterable, Mapping
 
+from .checks import positive_int
 from .data import DataConfig
 from .models import ModelConfig
 from .runs import RunConfig, RunResult, TrainConfig, run_config
@@ -80,14 +82,16 @@ def fit(config: RunConfig, **kwargs) -> RunResult:
     return train(config, **kwargs)
 
 
-def _run_one(config: dict, checkpoint: str | None = None) -> dict:
+def _run_one(config: dict, checkpoint: str | None = None, threads: int = 1) -> dict:
     """Worker entry point (top-level so that process pools and Dask can ship it); ``checkpoint``:
-    the run's resumable training state (:meth:`RunStore.checkpoint_path`)."""
-    return fit(RunConfig.from_dict(config), threads=1, checkpoint=checkpoint).to_dict()
+    the run's resumable training state (:meth:`RunStore.checkpoint_path`); ``threads``: torch
+    intra-op threads of the run (recorded in its provenance)."""
+    return fit(RunConfig.from_dict(config), threads=threads, checkpoint=checkpoint).to_dict()
 
 
 def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, workers: int | None = None,
-              scheduler=None, progress: bool | None = None, poll: float = 5.0) -> list[RunResult]:
+              scheduler=None, progress: bool | None = None, poll: float = 5.0,
+              threads: int = 1) -> list[RunResult]:
     """Compute every config missing from ``store`` and return the results of all ``configs``.
 
     ``workers=1`` runs in this process; ``workers>1`` uses a pool of spawned processes;
@@ -96,8 +100,11 @@ def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, worke
     worker, and its record written by this process as soon as it arrives.  Runs claimed by another
     live sweep are checked every ``poll`` seconds until their record appears (or their claim
     dies, and this sweep computes them).  ``progress=None`` shows the bar on stderr except inside
-    a notebook kernel.
+    a notebook kernel.  ``threads``: torch threads per run (default 1: tiny models run faster as
+    one single-threaded process per core; a model whose readout is a large matrix product — the
+    next-token models at large n — gains from two).
     """
+    positive_int("threads", threads)
     configs = list(configs)
     store = store or RunStore()
     todo = missing(configs, store)
@@ -111,18 +118,18 @@ def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, worke
             from distributed import Client
             client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
             try:
-                _drain(todo, store, _DaskRunner(client), bar, poll)
+                _drain(todo, store, _DaskRunner(client, threads), bar, poll)
             finally:
                 if client is not scheduler:
                     client.close()
         elif (workers or os.cpu_count() or 1) <= 1 or len(todo) == 1:
-            _drain(todo, store, _InlineRunner(), bar, poll)
+            _drain(todo, store, _InlineRunner(threads), bar, poll)
         else:
             ctx = multiprocessing.get_context("spawn")
             size = min(workers or os.cpu_count(), len(todo))
             with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_die_with_parent,
                                      initargs=(os.getpid(),)) as pool:
-                _drain(todo, store, _PoolRunner(pool, size), bar, poll)
+                _drain(todo, store, _PoolRunner(pool, size, threads), bar, poll)
     finally:
         bar.close()
     return store.load(configs)
@@ -174,9 +181,12 @@ class _InlineRunner:
 
     capacity = 1
 
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+
     def submit(self, config: RunConfig, checkpoint: str) -> Future:
         f = Future()
-        f.set_result(_run_one(config.to_dict(), checkpoint))
+        f.set_result(_run_one(config.to_dict(), checkpoint, self.threads))
         return f
 
     def wait(self, futures):
@@ -187,11 +197,11 @@ class _PoolRunner:
     """A process pool, kept busy with at most ``capacity`` runs in flight (so that runs are
     claimed only when a worker is free for them)."""
 
-    def __init__(self, pool: ProcessPoolExecutor, capacity: int):
-        self.pool, self.capacity = pool, capacity
+    def __init__(self, pool: ProcessPoolExecutor, capacity: int, threads: int = 1):
+        self.pool, self.capacity, self.threads = pool, capacity, threads
 
     def submit(self, config: RunConfig, checkpoint: str) -> Future:
-        return self.pool.submit(_run_one, config.to_dict(), checkpoint)
+        return self.pool.submit(_run_one, config.to_dict(), checkpoint, self.threads)
 
     def wait(self, futures):
         return wait(futures, return_when=FIRST_COMPLETED).done
@@ -203,12 +213,12 @@ class _DaskRunner:
 
     capacity = float("inf")
 
-    def __init__(self, client):
-        self.client = client
+    def __init__(self, client, threads: int = 1):
+        self.client, self.threads = client, threads
 
     def submit(self, config: RunConfig, checkpoint: str):
         # no checkpoint: a cluster's workers need not see this machine's store
-        return self.client.submit(_run_one, config.to_dict(), pure=False)
+        return self.client.submit(_run_one, config.to_dict(), None, self.threads, pure=False)
 
     def wait(self, futures):
         from distributed import wait as dask_wait

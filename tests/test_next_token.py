@@ -288,3 +288,28 @@ def test_paired_points_joins_a_control_to_the_run_it_controls():
     assert pairs.test_error.tolist() == [0.97, 1.0] and pairs.test_error_control.tolist() == [0.01, 0.95]
     with pytest.raises(ValueError, match="suffix"):
         NT.paired_points(ref, ctl, "")
+
+
+def test_cpu_rate_is_the_median_cost_per_sample_epoch_of_cpu_runs_at_large_n():
+    frame = pd.DataFrame({"d": [64, 64, 64, 64, 256], "n": [256, 512, 1024, 16, 512],
+                          "wall_time_s": [256.0, 1024.0, 1024.0, 99.0, 1.0], "threads": [1, 1, 2, 1, 1],
+                          "epochs_run": [1000] * 5, "device": ["cpu", "cpu", "cpu", "cpu", "cuda:0"]})
+    rate = NT.cpu_rate(frame)
+    # d = 64: 1, 2 and 2 ms per sample-epoch (the n = 16 run is below RATE_MIN_N); d = 256 ran on a GPU
+    assert rate.to_dict() == {64: pytest.approx(2e-3)}
+
+
+def test_missing_cpu_hours_prices_each_d_and_interpolates_between_measured_ones():
+    rate = pd.Series({32: 1e-3, 128: 4e-3})
+    configs = [c for c in experiment("copy", "paper") if c.model.dim in (32, 64) and not c.model.vo_identity
+               and c.seed == 0]
+    table = NT.missing_cpu_hours(configs, rate).set_index("d")
+    for d, r, how in ((32, 1e-3, "measured"), (64, 2e-3, "interpolated")):
+        mine = [c for c in configs if c.model.dim == d]
+        assert table.loc[d, "runs"] == len(mine) and table.loc[d, "how"] == how
+        assert table.loc[d, "cpu_hours"] == pytest.approx(sum(c.data.n * c.train.epochs for c in mine) * r / 3600)
+    wide = [c for c in experiment("copy", "paper") if c.model.dim == 1024][:1]
+    with pytest.raises(ValueError, match="no CPU rate measured at or around d = 1024; measured at d = 32, 128"):
+        NT.missing_cpu_hours(wide, rate)
+    with pytest.raises(ValueError, match="cpu_rate is empty"):
+        NT.missing_cpu_hours(configs, pd.Series(dtype=float))

@@ -67,6 +67,22 @@ def test_each_run_of_a_sweep_keeps_its_checkpoint_beside_the_records(tmp_path, m
     assert not list((tmp_path / "runs").glob(".*"))
 
 
+def test_threads_per_run_reach_the_runs_and_their_records(tmp_path, capsys):
+    """``threads`` sets torch's threads in every run (the record's provenance says so); a count
+    that is not a positive integer is refused before anything runs, in Python and on the CLI."""
+    from symlib.cli import main
+    store = RunStore(tmp_path)
+    results = run_sweep(configs()[:2], store, workers=1, progress=False, threads=2)
+    assert [r.provenance["threads"] for r in results] == [2, 2]
+    assert [r.provenance["threads"] for r in run_sweep(configs()[2:3], store, workers=1, progress=False)] == [1]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            run_sweep(configs()[3:], store, workers=1, progress=False, threads=bad)
+    assert len(store.keys()) == 3
+    assert main(["sweep", "copy", "--threads", "0", "--dry-run", "--data", str(tmp_path)]) == 2
+    assert "--threads must be a positive integer; got 0" in capsys.readouterr().err
+
+
 def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
     cs = configs()[:2]
     a = run_sweep(cs, RunStore(tmp_path / "a"), workers=1, progress=False)
