@@ -198,22 +198,28 @@ class Resumable(Checkpoint):
 
     The file holds Lightning's checkpoint (weights, optimizer, loop counters, the datamodule's
     shuffling generator) plus the module's curve and torch's RNG state, and this callback's
-    ``key`` (the run's config hash, checked on resume) and ``elapsed_s`` (wall time of the
-    earlier sessions, so the record's ``wall_time_s`` counts the whole run).  Written to a
-    temporary file and renamed: a kill while saving leaves the previous checkpoint whole."""
+    ``key`` (the run's config hash, checked on resume), ``elapsed_s`` (wall time of the earlier
+    sessions, so the record's ``wall_time_s`` counts the whole run) and ``thread_s`` (their wall
+    time × torch threads, so a run resumed with another thread count still records its CPU time).
+    Written to a temporary file and renamed: a kill while saving leaves the previous checkpoint
+    whole."""
 
-    def __init__(self, path: Path, key: str, every_s: float):
-        self.path, self.key, self.every_s = Path(path), key, every_s
+    def __init__(self, path: Path, key: str, every_s: float, threads: int = 1):
+        self.path, self.key, self.every_s, self.threads = Path(path), key, every_s, threads
         self.elapsed_s = 0.0              # wall seconds of the sessions before this one (set on resume)
+        self.thread_s = 0.0               # ... times the threads each of them ran with
         self.resumed_at: list[int] = []   # epochs at which this run was resumed
         self.start = self.last = time.perf_counter()
 
     def state_dict(self) -> dict:
-        return {"key": self.key, "elapsed_s": self.elapsed_s + time.perf_counter() - self.start,
-                "resumed_at": self.resumed_at}
+        session = time.perf_counter() - self.start
+        return {"key": self.key, "elapsed_s": self.elapsed_s + session,
+                "thread_s": self.thread_s + session * self.threads, "resumed_at": self.resumed_at}
 
     def load_state_dict(self, state: dict) -> None:
         self.elapsed_s, self.resumed_at = state["elapsed_s"], list(state["resumed_at"])
+        # checkpoints written before thread_s existed: their sessions ran with this one's threads
+        self.thread_s = state.get("thread_s", state["elapsed_s"] * self.threads)
 
     def on_train_start(self, trainer, module):
         if trainer.current_epoch:
@@ -254,7 +260,9 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
 
     ``task``: a registry name, a spec dict, a ``TemplateTask`` or a :class:`RunConfig` (then the
     other config arguments are ignored).  ``threads``: torch intra-op threads during the run
-    (``None`` leaves torch's setting); it is recorded in the provenance, not in the config hash.
+    (``None`` leaves torch's setting); it is recorded in the provenance, not in the config hash
+(a run resumed with another count records the time-weighted mean, so that wall time × threads
+stays its CPU time).
     ``cache_features``: when only the readout trains, compute the frozen body's features once
     (:func:`~symlib.models.cached_readout`) — the same optimisation, without the body's forward
     pass at every step; a pure speed-up, so not part of the config hash (a test checks that
@@ -295,17 +303,22 @@ def fit(task, model: ModelConfig | None = None, train: TrainConfig | None = None
                     raise ValueError(f"checkpoint {checkpoint} belongs to run {stored}, not to {cfg.key}; "
                                      "pass this run's own checkpoint path (RunStore.checkpoint_path)")
                 resume = checkpoint
-            saver = Resumable(checkpoint, cfg.key, checkpoint_every_s)
+            saver = Resumable(checkpoint, cfg.key, checkpoint_every_s, torch.get_num_threads())
         with _quiet():
             trainer = _trainer(cfg.train, progress, accel, [saver] if saver else [])
             trainer.fit(module, datamodule=TemplateDataModule(fit_data, cfg.train.batch_size, cfg.seed),
                         ckpt_path=resume)
-        wall = time.perf_counter() - start + (saver.elapsed_s if saver else 0.0)
+        session = time.perf_counter() - start
+        wall = session + (saver.elapsed_s if saver else 0.0)
+        used = torch.get_num_threads()
     finally:
         torch.set_num_threads(old_threads)
-    prov = provenance(threads if threads is not None else old_threads, module.trained_on or str(module.device))
+    prov = provenance(used, module.trained_on or str(module.device))
     if saver and saver.resumed_at:
         prov["resumed_at_epochs"] = saver.resumed_at
+        thread_s = saver.thread_s + session * used
+        if abs(thread_s - wall * used) > 1e-6 * wall:  # resumed with another thread count:
+            prov["threads"] = round(thread_s / wall, 3)  # the time-weighted mean, so wall × threads = CPU time
     result = RunResult(cfg.key, cfg.to_dict(), summarize(module.curve), module.curve, round(wall, 3), prov)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)

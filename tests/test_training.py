@@ -210,11 +210,20 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    assert checkpoint_state(ckpt)["key"] == RESUMABLE.key
+    state = checkpoint_state(ckpt)
+    assert state["key"] == RESUMABLE.key and state["thread_s"] == pytest.approx(state["elapsed_s"])
+    other = tmp_path / "copy.ckpt"  # the same state resumed with two threads: CPU time still adds up
+    other.write_bytes(ckpt.read_bytes())
+    start = time.perf_counter()
+    two = fit(RESUMABLE, checkpoint=other, threads=2)
+    session = time.perf_counter() - start
+    assert 1 < two.provenance["threads"] < 2
+    assert two.wall_time_s * two.provenance["threads"] == pytest.approx(state["elapsed_s"] + 2 * session, rel=0.02)
     resumed = fit(RESUMABLE, checkpoint=ckpt)
     whole = fit(RESUMABLE)
     assert resumed.curve == whole.curve and resumed.metrics == whole.metrics
     assert resumed.provenance["resumed_at_epochs"][0] >= 60 and "resumed_at_epochs" not in whole.provenance
+    assert resumed.provenance["threads"] == 1  # the same count in every session: recorded as it is
     assert not ckpt.exists()
 
 
