@@ -5,6 +5,7 @@
     python -m symlib.bench --last-layer    # readout-only runs: cached features vs none
     python -m symlib.bench --precision     # figure 2's models: bf16 autocast vs float32, and the sweep's cost
     python -m symlib.bench --compile       # the sweep transformer: torch.compile vs eager
+    python -m symlib.bench --eval --n 4096 # the sweep transformer: evaluating every 20 epochs vs once
 
 Both sides train the same transformer on the same task from the same seed, end to end (data,
 model, training, one final evaluation of validation and test), interleaved in alternating order
@@ -207,6 +208,27 @@ def compiled(n: int = 2048, epochs: int = 8, repeats: int = 3, threads: int = 1)
             "speedup": best[False] / best[True]}
 
 
+def evaluation(n: int = 4096, epochs: int = 40, repeats: int = 3, threads: int = 1) -> dict:
+    """What evaluating costs a full-length run of the regression sweep's transformer (ABA vs ABB,
+    the paper's batch size): ``fit`` over ``epochs`` epochs evaluating every ``PAPER.eval_every``
+    epochs (as the sweeps do; validation and test, one full-batch forward each) against evaluating
+    only after the last epoch, best of ``repeats`` interleaved.  ``share``: the part of the run's
+    time the extra evaluations take — what evaluating less often could save at most (issue 23,
+    *Speed first*; chapter *Regression experiments*)."""
+    from .experiments import PAPER, TRANSFORMER
+    if epochs < 2 * PAPER.eval_every:
+        raise ValueError(f"epochs must be at least {2 * PAPER.eval_every} (two evaluations at the sweeps' "
+                         f"eval_every = {PAPER.eval_every}); got {epochs}")
+    data = DataConfig(n=n)
+    trains = {every: replace(PAPER, epochs=epochs, eval_every=every, stop_train_loss=None)
+              for every in (PAPER.eval_every, epochs)}
+    fit("aba_abb", TRANSFORMER, replace(PAPER, epochs=1, eval_every=1), data, seed=0, threads=threads)  # warm-up
+    best = best_interleaved({every: (lambda seed, t=t: fit("aba_abb", TRANSFORMER, t, data, seed=seed, threads=threads))
+                             for every, t in trains.items()}, repeats)
+    often, once = best[PAPER.eval_every], best[epochs]
+    return {"every": PAPER.eval_every, "often_s": often, "once_s": once, "share": 1 - once / often}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m symlib.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2048, help="training samples (default 2048)")
@@ -222,6 +244,9 @@ def main(argv=None) -> None:
                         "and what figure 2's sweep would cost under bf16")
     p.add_argument("--compile", action="store_true",
                    help="instead: the sweep transformer under torch.compile vs eager (bare loops)")
+    p.add_argument("--eval", action="store_true",
+                   help="instead: the sweep transformer evaluating every 20 epochs vs only at the end "
+                        "(use --epochs 40 or more)")
     args = p.parse_args(argv)
     for name in ("n", "epochs", "repeats", "threads"):  # refused before minutes of warm-up, not after
         try:
@@ -242,6 +267,12 @@ def main(argv=None) -> None:
         for r in sweep_under_bf16({r["model"]: r["speedup"] for r in rows}):
             print(f"  seed {r['seed']}: {r['float32_cpu_h']:.2f} CPU-h in float32 -> {r['bf16_cpu_h']:.2f} under bf16 "
                   f"({r['ratio']:.2f}x)")
+        return
+    if args.eval:
+        r = evaluation(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads)
+        print(f"transformer dim 64 x 2 heads, ABA vs ABB, n={args.n}, {args.epochs} epochs, batch 1024, "
+              f"threads={args.threads}: evaluating every {r['every']} epochs {r['often_s']:.2f} s, only at the end "
+              f"{r['once_s']:.2f} s (best of {args.repeats}); the evaluations take {100 * r['share']:.1f} % of the run")
         return
     if args.compile:
         r = compiled(n=args.n, epochs=args.epochs, repeats=args.repeats, threads=args.threads)

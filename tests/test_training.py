@@ -164,6 +164,21 @@ def test_precision_benchmark_reports_every_model_and_both_precisions():
         assert r["speedup"] == pytest.approx(r["bf16_samples_per_s"] / r["float32_samples_per_s"])
 
 
+def test_evaluation_benchmark_compares_the_sweeps_evaluations_with_one(monkeypatch):
+    from symlib import bench
+    from symlib.training import TemplateModule
+    calls = []
+    real = TemplateModule.evaluate
+    monkeypatch.setattr(TemplateModule, "evaluate", lambda self, split: calls.append(self.cfg.eval_every) or real(self, split))
+    r = bench.evaluation(n=32, epochs=40, repeats=1)
+    # warm-up: 1 evaluation; every 20 epochs: 2 of them; only at the end: 1 — each of validation and test
+    assert sorted(calls) == [1] * 2 + [20] * 4 + [40] * 2
+    assert r["every"] == 20 and r["often_s"] > 0 and r["once_s"] > 0
+    assert r["share"] == pytest.approx(1 - r["once_s"] / r["often_s"])
+    with pytest.raises(ValueError, match="epochs must be at least 40"):
+        bench.evaluation(n=32, epochs=39, repeats=1)
+
+
 def test_sweep_under_bf16_divides_each_run_by_its_kinds_speedup(tmp_path):
     from symlib import bench
     from symlib.experiments import experiment
