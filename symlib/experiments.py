@@ -376,6 +376,22 @@ def fidelity_width(profile: str) -> list[RunConfig]:
                    for c in _grid(profile, t, models, N_WIDTH, SEEDS_PAPER, replace(PAPER, precision="bf16")))
 
 
+AXES_N = [256, 1024, 4096]  # check 4: where figure 5's axes are read on three seeds
+AXES_VALUES = {"heads": [1, 2, 4, 8, 16], "dim": [32, 64, 128, 256, 512]}  # figure 5's, and the paper's 16 and 512
+
+
+def fidelity_axes(profile: str) -> list[RunConfig]:
+    """Check 4, figure 5's contested axes at the paper's values: the plain transformer on ABA vs
+    ABB with 1 … 16 heads (dim 64) and embedding dim 32 … 512 (2 heads), n = ``AXES_N``, seeds 0–2,
+    ``PAPER``'s protocol.  Figure 5's runs (seed 0) are its seed 0 at the values figure 5 has; the
+    rest is new.  float32, like figure 5, so that seed 0 and the new seeds are the same kind of run
+    (bf16 would save about 2.5 CPU-hours).  Rule and cost: :func:`symlib.fidelity.axes_verdict`,
+    :data:`symlib.fidelity.COST`."""
+    return _unique(c for axis, values in AXES_VALUES.items() for v in values
+                   for c in _grid(profile, "aba_abb", [replace(MODELS["transformer"], **{axis: v})], AXES_N,
+                                  SEEDS_PAPER, PAPER))
+
+
 def fidelity_components(profile: str) -> list[RunConfig]:
     """Check 3, components as the authors' code builds them: figure 2's RNN and LSTM rows and figure
     7's mimetic row as first built (``components_ours``; all ABA vs ABB) re-run with
@@ -555,6 +571,7 @@ EXPERIMENTS = {
     "copy_vo_scale": copy_vo_scale,
     "fidelity_width": fidelity_width,
     "fidelity_multipliers": fidelity_multipliers,
+    "fidelity_axes": fidelity_axes,
     "fidelity_components": fidelity_components,
     "components_ours": components_ours,
     "fidelity_bf16": fidelity_bf16,

@@ -1,9 +1,10 @@
-"""Why our curves differ from the paper's (issue 23): checks 1–3 and the bf16 speed check, their
+"""Why our curves differ from the paper's (issue 23): checks 1–4 and the bf16 speed check, their
 verdict rules and costs, and the fidelity table before and after them.
 
-Chapter *Regression experiments*, section *Why our curves differ from the paper's*.  Everything here
-was written before any run of the two checks; the grids are ``fidelity_multipliers`` and
-``fidelity_components`` of :mod:`symlib.experiments` (``python -m symlib sweep NAME``).
+Chapter *Regression experiments*, section *Why our curves differ from the paper's*.  Each check's
+rule and cost were written before any of its runs; the grids are ``fidelity_width``,
+``fidelity_multipliers``, ``fidelity_components``, ``fidelity_axes`` and ``fidelity_bf16`` of
+:mod:`symlib.experiments` (``python -m symlib sweep NAME``).
 
 **Facts from the authors' code.**  ``eboix/relational-reasoning`` at commit ab7f63b, file
 ``experiments/models.py`` (its copy ``experiments/.ipynb_checkpoints/models-checkpoint.py`` has the
@@ -99,6 +100,18 @@ mimetic on/off and stopping rule (other widths and multipliers included, as they
   per-step cost of the authors' widths (measured ×1.2 for the RNN, ×1.4 for the LSTM at batch 1024),
   2.5 if no run below n = 4096 stops early.  The LSTM's random initial state makes its validation
   loss noisy, which may keep the stopping rule from firing.
+* ``fidelity_axes`` (priced 2026-12-04 on the store of commit 2bb5b54): 54 new runs of 81 (the other
+  27 are figure 5's seed 0 and figure 2's transformer).  A run is priced at its seed-0 twin's CPU time
+  (same heads, dim and n); 16 heads and dim 512, which have no twin, at the next value's cost times
+  the last step's growth (8 heads × 8/4 heads; dim 256 × 256/128): 1 970 s and 1 495 s at n = 4096.
+  About 5.1 CPU-hours if the runs stop as their twins did, 6.3 if none below n = 4096 stops early.
+
+**Check 4, figure 5's axes at the paper's values.**  Figure 5 has one seed, and two of its readings
+are contested: "more heads help" (graded on 1 vs 8 heads) and "a larger embedding dimension hurts"
+(partial: dim 256 is harder than dim 32 by less than one seed's noise).  Grid ``fidelity_axes`` adds the
+paper's values we lack, 16 heads and embedding dim 512, and seeds 1–2 to every value of the two axes,
+at n = 256, 1024, 4096.  Rule :func:`axes_verdict`.  Figure 5 stays around its narrow default
+whatever check 1 finds: the headline figures are the ones check 1 would re-run.
 """
 
 from __future__ import annotations
@@ -106,9 +119,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
-from .claims import LSTM, MIMETIC, RNN, THRESHOLD, Claim, fmt_n, seed_note
+from .claims import LSTM, MIMETIC, RNN, THRESHOLD, TRIVIAL, Claim, fmt_n, seed_note
 from .paper import SERIES, curve, n_star_of
 from .plots import curve_table, n_star
 from .status import grade
@@ -160,7 +174,8 @@ COMPONENTS: dict[str, Component] = {
 # check 1 under bf16: the float32 estimate at 1/1.9 (priced after fidelity_bf16 adopted it, before its runs).
 # Each entry: (expected, bound, what the bound assumes).
 COST = {"fidelity_width": (14.0, 16.0, "none stops early"), "fidelity_multipliers": (1.3, 4.3, "none stops early"),
-        "fidelity_components": (1.9, 2.5, "none stops early"), "fidelity_bf16": (1.1, 1.8, "bf16 saves nothing")}
+        "fidelity_components": (1.9, 2.5, "none stops early"), "fidelity_bf16": (1.1, 1.8, "bf16 saves nothing"),
+        "fidelity_axes": (5.1, 6.3, "none stops early")}
 
 
 # ----------------------------------------------------------------------------- the checks
@@ -169,6 +184,7 @@ CHECKS = {  # grid -> (check, question)
     "fidelity_width": ("1. width and heads", "does a wider transformer lose the floor at large n?"),
     "fidelity_multipliers": ("2. identity multipliers", "does a faster-growing identity term close the gap to the paper's n*?"),
     "fidelity_components": ("3. the authors' components", "does building RNN, LSTM and mimetic init as the authors' code does close their rows' gaps?"),
+    "fidelity_axes": ("4. figure 5's axes", "do more heads help and a larger embedding dim hurt at the paper's 16 heads and dim 512, on three seeds?"),
     "fidelity_bf16": ("speed: bf16", "do full-length runs under bf16 autocast give the test losses of float32 within the seed spread?"),
 }
 
@@ -504,6 +520,77 @@ def before_after(figures: dict[str, pd.DataFrame], after: pd.DataFrame, threshol
                 rows += [{"figure": figure, "curve": curve_name, "change": change, **row}
                          for change, row in [(BEFORE, before.loc[curve_name]), *later]]
     return pd.DataFrame(rows).set_index(["figure", "curve", "change"]) if rows else pd.DataFrame()
+
+
+# ----------------------------------------------------------------------------- check 4
+
+AXES_OTHER = {"heads": ("model.dim", 64), "dim": ("model.heads", 2)}  # along each axis the other stays at figure 5's default
+AXES_ENDS = {"heads": (1, 16), "dim": (32, 512)}  # what each claim compares: the smallest value and the paper's largest
+
+
+def axes_table(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> pd.DataFrame:
+    """Check 4's difficulties: per (axis, value) the difficulty of each seed — the mean over n of
+    log10 test loss, losses below ``floor`` counted as ``floor`` (solved) — and its seed-mean
+    (``difficulty``), ``low``, ``high`` (min and max over seeds) and ``seeds``.  Lower is easier.
+
+    ``frame``: plain-transformer runs of ``fidelity_axes`` (columns ``model.heads``, ``model.dim``,
+    ``n``, ``seed``, ``test_loss``); a run at figure 5's default (2 heads, dim 64) belongs to both
+    axes.  Every (value, seed) must have every n of the frame (else ValueError): a seed's difficulty
+    over fewer n would not compare."""
+    ns = sorted(set(frame.n))
+    rows = []
+    for axis, (col, base) in AXES_OTHER.items():
+        part = frame[frame[col] == base]
+        for (value, seed), runs in part.groupby([f"model.{axis}", "seed"]):
+            if sorted(runs.n) != ns:
+                raise ValueError(f"check 4: {axis} = {value}, seed {seed} has n = {sorted(runs.n)}, not every n of the "
+                                 f"frame ({ns}); pass complete seeds (run `python -m symlib sweep fidelity_axes`)")
+            rows.append({"axis": axis, "value": int(value), "seed": int(seed),
+                         "difficulty": float(np.log10(runs.test_loss.clip(lower=floor)).mean())})
+    per_seed = pd.DataFrame(rows, columns=["axis", "value", "seed", "difficulty"])
+    return per_seed.groupby(["axis", "value"]).difficulty.agg(
+        difficulty="mean", low="min", high="max", seeds="count")
+
+
+def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
+    """Check 4: do figure 5's two contested readings hold at the paper's values, on three seeds?
+
+    On :func:`axes_table` (difficulty per seed, band = its min–max over the seeds):
+
+    * heads, "more heads help": 16 heads' band lies wholly below 1 head's;
+    * embedding dim, "a larger embedding dimension hurts": dim 512's band lies wholly above dim
+      32's, **and** at no n where either generalizes (seed-mean test loss below ``claims.TRIVIAL``)
+      is dim 512's seed-mean test loss below dim 32's (figure 5's rule, ``claims.hp_embedding_dim``).
+
+    Reproduced if both hold, partial if one does, not reproduced if neither.  Bands that overlap
+    are a difference three seeds cannot tell from noise."""
+    table = axes_table(frame, floor)
+    missing = [f"{a} = {v}" for a, ends in AXES_ENDS.items() for v in ends if (a, v) not in table.index]
+    if missing:
+        raise ValueError(f"check 4 needs runs at {', '.join(missing)} (run `python -m symlib sweep fidelity_axes`)")
+    (h_lo, h_hi), (d_lo, d_hi) = AXES_ENDS["heads"], AXES_ENDS["dim"]
+    heads_help = bool(table.loc[("heads", h_hi), "high"] < table.loc[("heads", h_lo), "low"])
+    dim_harder = bool(table.loc[("dim", d_hi), "low"] > table.loc[("dim", d_lo), "high"])
+    col, base = AXES_OTHER["dim"]
+    at = frame[frame[col] == base].groupby(["model.dim", "n"]).test_loss.mean()
+    learned = [n for n in sorted(set(frame.n)) if min(at[(d_lo, n)], at[(d_hi, n)]) < TRIVIAL]
+    never_easier = all(at[(d_hi, n)] >= at[(d_lo, n)] for n in learned)
+    checks = {f"{h_hi} heads below {h_lo} (bands apart)": heads_help,
+              f"dim {d_hi} above dim {d_lo} (bands apart)": dim_harder,
+              f"dim {d_hi} never easier where either generalizes": never_easier}
+
+    def band(axis):
+        return ", ".join(f"{v}: {r.difficulty:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
+                         for v, r in table.loc[axis].iterrows())
+    measured = (f"difficulty (mean log10 test loss over n = {', '.join(map(str, sorted(set(frame.n))))}; seed-mean "
+                f"[min, max] over seeds) by heads — {band('heads')}; by embedding dim — {band('dim')}. Seed-mean test "
+                f"loss dim {d_lo} vs {d_hi} where either generalizes: "
+                + (", ".join(f"n = {n}: {at[(d_lo, n)]:.3g} vs {at[(d_hi, n)]:.3g}" for n in learned) or "none")
+                + f". ({seed_note(frame)})")
+    d = table.difficulty
+    ours = (f"heads {h_lo} → {h_hi}: {d[('heads', h_lo)]:+.2f} → {d[('heads', h_hi)]:+.2f}; "
+            f"dim {d_lo} → {d_hi}: {d[('dim', d_lo)]:+.2f} → {d[('dim', d_hi)]:+.2f}")
+    return Claim("fidelity_axes", grade([heads_help, dim_harder and never_easier]), measured, ours, checks)
 
 
 # ----------------------------------------------------------------------------- speed: bf16

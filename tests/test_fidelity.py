@@ -1,4 +1,4 @@
-"""Issue 23, checks 1–3: the authors' constructions as model options (defaults unchanged), the
+"""Issue 23, checks 1–4: the authors' constructions as model options (defaults unchanged), the
 grids, and every branch of the verdict rules on synthetic frames."""
 
 import math
@@ -476,6 +476,86 @@ def test_progress_table_counts_stored_runs_and_complete_seeds(tmp_path):
     t = progress_table(store)
     assert t.loc["3. the authors' components", "runs stored"] == "36 of 108"
     assert t.loc["3. the authors' components", "seeds complete"] == "1"
+
+
+# ----------------------------------------------------------------------------- check 4
+
+def test_axes_grid_adds_the_papers_values_and_seeds_to_figure_5s_two_axes():
+    from symlib.experiments import AXES_N, AXES_VALUES
+    grid = experiment("fidelity_axes")
+    cells = {(c.model.heads, c.model.dim) for c in grid}
+    assert cells == {(h, 64) for h in (1, 2, 4, 8, 16)} | {(2, d) for d in (32, 64, 128, 256, 512)}
+    assert AXES_VALUES == {"heads": [1, 2, 4, 8, 16], "dim": [32, 64, 128, 256, 512]}
+    assert {(c.data.n, c.seed) for c in grid} == {(n, s) for n in AXES_N for s in SEEDS_PAPER} and len(grid) == 81
+    assert {c.task["name"] for c in grid} == {"aba_abb"} and {c.train.precision for c in grid} == {"32"}
+    fig5 = {c.key for c in experiment("fig5")}
+    shared = [c for c in grid if c.key in fig5]  # figure 5's seed-0 runs at these n are the grid's seed 0
+    assert len(shared) == 21 and {c.seed for c in shared} == {0}
+    assert not any(c.model.kq_identity or c.model.vo_identity for c in grid)
+
+
+def axes_frame(difficulty: dict[tuple[str, int], list[float]], n=(256, 1024, 4096)) -> pd.DataFrame:
+    """Runs of check 4 whose test loss is 10**difficulty at every n, per (axis, value) one value per
+    seed; the default (2 heads, dim 64) at 10**-1 unless given."""
+    rows = []
+    points = {("heads", 2): [-1.0] * 3, **difficulty}
+    for (axis, value), per_seed in points.items():
+        heads, dim = (value, 64) if axis == "heads" else (2, value)
+        if axis == "dim" and value == 64:
+            continue
+        for seed, d in enumerate(per_seed):
+            rows += [{"model.heads": heads, "model.dim": dim, "n": k, "seed": seed, "test_loss": 10 ** d} for k in n]
+    return pd.DataFrame(rows)
+
+
+HEADS_HELP = {("heads", 1): [-0.5, -0.4, -0.6], ("heads", 16): [-1.5, -1.2, -1.4]}
+DIM_HURTS = {("dim", 32): [-1.5, -1.3, -1.4], ("dim", 512): [-0.6, -0.5, -0.7]}
+
+
+def test_axes_table_gives_each_values_seed_band_and_floors_solved_losses():
+    from symlib.fidelity import axes_table
+    f = axes_frame({**HEADS_HELP, **DIM_HURTS, ("heads", 8): [-5.0, -1.0, -2.0]})
+    t = axes_table(f)
+    assert t.loc[("heads", 1)].tolist() == pytest.approx([-0.5, -0.6, -0.4, 3])
+    assert t.loc[("heads", 8), "low"] == pytest.approx(math.log10(GAP_FLOOR))  # 1e-5 counts as solved: 1e-3
+    assert t.loc[("heads", 2), "difficulty"] == t.loc[("dim", 64), "difficulty"] == pytest.approx(-1.0)  # the default is on both axes
+
+
+def test_more_heads_help_and_larger_dim_hurts_beyond_the_seeds_reproduced():
+    from symlib.fidelity import axes_verdict
+    c = axes_verdict(axes_frame({**HEADS_HELP, **DIM_HURTS}))
+    assert c.verdict == "reproduced" and all(c.checks.values())
+    assert "heads 1 → 16: -0.50 → -1.37" in c.ours and "dim 32 → 512: -1.40 → -0.60" in c.ours
+
+
+def test_bands_that_overlap_do_not_count_partial_and_not_reproduced():
+    from symlib.fidelity import axes_verdict
+    close_heads = {("heads", 1): [-0.5, -0.4, -1.3], ("heads", 16): [-1.5, -1.2, -1.4]}  # 1 head's band reaches 16's
+    assert axes_verdict(axes_frame({**close_heads, **DIM_HURTS})).verdict == "partial"
+    close_dim = {("dim", 32): [-1.5, -1.3, -0.6], ("dim", 512): [-0.6, -0.5, -0.7]}
+    assert axes_verdict(axes_frame({**HEADS_HELP, **close_dim})).verdict == "partial"
+    assert axes_verdict(axes_frame({**close_heads, **close_dim})).verdict == "not reproduced"
+
+
+def test_a_larger_dim_that_is_easier_where_it_generalizes_does_not_hurt():
+    from symlib.fidelity import axes_verdict
+    f = axes_frame({**HEADS_HELP, **DIM_HURTS})
+    dim512 = (f["model.dim"] == 512) & (f.n == 4096)
+    f.loc[dim512, "test_loss"] = 1e-3  # dim 512 learns n = 4096 better than dim 32 (10**-1.4 = 0.04)
+    f.loc[(f["model.dim"] == 512) & (f.n < 4096), "test_loss"] = 1.0  # yet its band is still above
+    c = axes_verdict(f)
+    assert c.checks["dim 512 above dim 32 (bands apart)"] and not c.checks["dim 512 never easier where either generalizes"]
+    assert c.verdict == "partial"
+
+
+def test_axes_rule_refuses_missing_ends_and_incomplete_seeds():
+    from symlib.fidelity import axes_verdict
+    with pytest.raises(ValueError, match="check 4 needs runs at heads = 16"):
+        axes_verdict(axes_frame({("heads", 1): [-0.5] * 3, **DIM_HURTS}))
+    f = axes_frame({**HEADS_HELP, **DIM_HURTS})
+    f = f.drop(f[(f["model.heads"] == 16) & (f.seed == 2) & (f.n == 4096)].index)
+    with pytest.raises(ValueError, match=r"heads = 16, seed 2 has n = \[256, 1024\], not every n"):
+        axes_verdict(f)
 
 
 # ----------------------------------------------------------------------------- speed: bf16
