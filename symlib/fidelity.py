@@ -593,6 +593,34 @@ def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
     return Claim("fidelity_axes", grade([heads_help, dim_harder and never_easier]), measured, ours, checks)
 
 
+def axes_figure(frame: pd.DataFrame):
+    """Check 4's runs: seed-mean test loss against n, one panel per axis (heads at dim 64, embedding
+    dim at 2 heads), one line per value (band: min–max over seeds), the paper's reading of the axis
+    in the panel's title.  ``frame``: plain-transformer runs of ``fidelity_axes``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    titles = {"heads": "heads (dim 64); the paper: more heads help",
+              "dim": "embedding dim (2 heads); the paper: larger hurts"}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, (axis, (col, base)) in zip(axes, AXES_OTHER.items()):
+        part = frame[frame[col] == base].assign(value=lambda f: f[f"model.{axis}"].astype(int))
+        values = sorted(part.value.unique())
+        sns.lineplot(data=part, x="n", y="test_loss", hue="value", hue_order=values,
+                     palette=dict(zip(values, sns.color_palette("viridis", len(values)))),
+                     estimator="mean", errorbar=_minmax, marker="o", ms=4, ax=ax)
+        ax.axhline(1.0, color="grey", ls=":", lw=1)
+        ax.axhline(THRESHOLD, color="0.7", ls="-", lw=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(titles[axis], fontsize=10)
+        ax.set_xlabel("n")
+        ax.set_ylabel("test loss")
+        ax.legend(title=axis, fontsize=8, title_fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- speed: bf16
 
 PAIR = ["task_label", "model", "n", "seed"]

@@ -548,6 +548,17 @@ def test_a_larger_dim_that_is_easier_where_it_generalizes_does_not_hurt():
     assert c.verdict == "partial"
 
 
+def test_axes_figure_draws_one_line_per_value_on_each_axis():
+    import matplotlib.pyplot as plt
+    from symlib.fidelity import axes_figure
+    fig = axes_figure(axes_frame({**HEADS_HELP, **DIM_HURTS, ("heads", 8): [-1.2] * 3}))
+    heads, dim = fig.axes[:2]
+    assert [t.get_text() for t in heads.get_legend().get_texts()] == ["1", "2", "8", "16"]
+    assert [t.get_text() for t in dim.get_legend().get_texts()] == ["32", "64", "512"]
+    assert "more heads help" in heads.get_title() and "larger hurts" in dim.get_title()
+    plt.close(fig)
+
+
 def test_axes_rule_refuses_missing_ends_and_incomplete_seeds():
     from symlib.fidelity import axes_verdict
     with pytest.raises(ValueError, match="check 4 needs runs at heads = 16"):
