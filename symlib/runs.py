@@ -192,10 +192,12 @@ def stopped_curve(curve: list[dict], cfg: TrainConfig) -> list[dict]:
 # ----------------------------------------------------------------------------- provenance
 
 
-def provenance(threads: int, device: str) -> dict:
-    """Code and library versions, thread count and device of a run (or a cached result)."""
+def provenance(threads: int, device: str, commit: str | None = None) -> dict:
+    """Code and library versions, thread count and device of a run (or a cached result).
+    ``commit``: the code's commit, taken when the work started (default: :func:`git_commit` now) —
+    a long run must not record a commit made while it trained."""
     import numpy
-    return {"symlib": VERSION, "git_commit": git_commit(), "torch": torch.__version__,
+    return {"symlib": VERSION, "git_commit": commit or git_commit(), "torch": torch.__version__,
             "lightning": _installed("lightning"), "numpy": numpy.__version__,
             "python": platform.python_version(), "threads": threads, "device": device,
             "machine": platform.machine()}
@@ -222,7 +224,9 @@ _GIT: dict = {}
 
 
 def git_commit() -> str | None:
-    """HEAD of the repository holding symlib, with ``-dirty`` if symlib/ has local changes.
+    """HEAD of the repository holding symlib, with ``-dirty`` if symlib/ has local changes — asked
+    once per process and kept, since a process runs the code it imported (:func:`symlib.fit` asks
+    at its start).
 
     A copy of the tree without its ``.git`` (a rented GPU machine, say) cannot tell: there the
     environment variable ``SYMLIB_GIT_COMMIT`` — set by whoever copied a clean checkout — is

@@ -30,7 +30,8 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from .data import DataConfig, TaskData, make_data
 from .models import ModelConfig, cached_readout, model_for
-from .runs import PRECISIONS, RunConfig, RunResult, TrainConfig, converged, provenance, run_config, summarize
+from .runs import (PRECISIONS, RunConfig, RunResult, TrainConfig, converged, git_commit, provenance, run_config,
+                   summarize)
 from .tasks import from_spec
 
 # ----------------------------------------------------------------------------- Lightning
@@ -276,6 +277,7 @@ stays its CPU time).
     (:meth:`symlib.store.RunStore.checkpoint_path`).
     """
     accel = accelerator(device)
+    commit = git_commit()  # the code this run trains with: a commit made while it trains is not its code
     if not checkpoint_every_s >= 0:
         raise ValueError(f"checkpoint_every_s must be a number of seconds >= 0; got {checkpoint_every_s!r}")
     cfg = task if isinstance(task, RunConfig) else run_config(task, model, train, data, seed)
@@ -313,7 +315,7 @@ stays its CPU time).
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(old_threads)
-    prov = provenance(used, module.trained_on or str(module.device))
+    prov = provenance(used, module.trained_on or str(module.device), commit)
     if saver and saver.resumed_at:
         prov["resumed_at_epochs"] = saver.resumed_at
         thread_s = saver.thread_s + session * used

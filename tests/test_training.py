@@ -1,6 +1,7 @@
 """Training one run (symlib.training) and the command line (symlib.cli)."""
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -195,6 +196,15 @@ def test_sweep_under_bf16_divides_each_run_by_its_kinds_speedup(tmp_path):
     want = sum(1 / {"transformer": 2.0, "mlp": 4.0, "rnn": 1.0, "lstm": 1.0}[k] for k in kinds)
     assert row["seed"] == 1 and row["float32_cpu_h"] == pytest.approx(len(picks))
     assert row["bf16_cpu_h"] == pytest.approx(want) and row["ratio"] == pytest.approx(want / len(picks))
+
+
+def test_a_run_records_the_commit_of_its_start_not_of_its_end(monkeypatch):
+    """A long run that outlives a commit must record the code it trained with."""
+    import symlib.training as training
+    answers = iter(["commit-at-start", "commit-at-end"])
+    monkeypatch.setattr(training, "git_commit", lambda: next(answers))
+    r = fit(RESUMABLE.task, RESUMABLE.model, replace(RESUMABLE.train, epochs=2, eval_every=1), DataConfig(n=8), seed=0)
+    assert r.provenance["git_commit"] == "commit-at-start"
 
 
 # ----------------------------------------------------------------------------- resuming a killed run
