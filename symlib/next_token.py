@@ -15,8 +15,8 @@ and the verdict rules written before the runs.
 * :func:`binding_table` — variable binding's test error split into "the other variable's value"
   and "any other token"; :func:`binding_verdict` — the rule for the binding claim.
 * :func:`binding_progress` — what a partly run binding grid shows so far (for the status page).
-* :func:`cpu_rate` / :func:`missing_cpu_hours` — what the runs still missing from a grid would
-  cost on this CPU, priced at the measured cost per sample-epoch (the coverage section).
+* :func:`cost_per_sample_epoch`, :func:`cpu_rate` / :func:`missing_cpu_hours` — what a run cost per
+  sample-epoch, and what the runs still missing from a grid would cost on this CPU at that rate.
 
 Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run; the embedding
 dimension d is its column ``model.dim``, shown as ``d``).  Chapter: *Next-token experiments*.
@@ -294,8 +294,12 @@ def cpu_rate(frame: pd.DataFrame, min_n: int = RATE_MIN_N) -> pd.Series:
     slowly, with n (its tied readout scores every token, and the vocabulary grows with n), so a rate
     measured at moderate n under-prices the largest runs.  ``frame``: copy runs (:func:`with_d`)."""
     cpu = frame[(frame.device == "cpu") & (frame.n >= min_n)]
-    per = cpu.wall_time_s * cpu.threads / (cpu.n * cpu.epochs_run)
-    return per.groupby(cpu.d).median().rename("s_per_sample_epoch")
+    return cost_per_sample_epoch(cpu).groupby(cpu.d).median().rename("s_per_sample_epoch")
+
+
+def cost_per_sample_epoch(frame: pd.DataFrame) -> pd.Series:
+    """CPU seconds per sample-epoch of each run of ``frame``: wall time × threads / (n × epochs run)."""
+    return frame.wall_time_s * frame.threads / (frame.n * frame.epochs_run)
 
 
 def missing_cpu_hours(configs, rate: pd.Series) -> pd.DataFrame:
