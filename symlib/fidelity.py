@@ -552,6 +552,15 @@ def axes_table(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> pd.DataFrame:
         difficulty="mean", low="min", high="max", seeds="count")
 
 
+def _bands(frame: pd.DataFrame, table: pd.DataFrame, axis: str) -> str:
+    """'difficulty (…) by heads — 1: -0.72 [-0.80, -0.60], 2: …': each value's difficulty and seed
+    band on one axis of :func:`axes_table`."""
+    ns = ", ".join(map(str, sorted(set(frame.n))))
+    return (f"difficulty (mean log10 test loss over n = {ns}; seed-mean [min, max] over seeds) by "
+            f"{'heads' if axis == 'heads' else 'embedding dim'} — "
+            + ", ".join(f"{v}: {r.difficulty:+.2f} [{r.low:+.2f}, {r.high:+.2f}]" for v, r in table.loc[axis].iterrows()))
+
+
 def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
     """Check 4: do figure 5's two contested readings hold at the paper's values, on three seeds?
 
@@ -579,11 +588,7 @@ def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
               f"dim {d_hi} above dim {d_lo} (bands apart)": dim_harder,
               f"dim {d_hi} never easier where either generalizes": never_easier}
 
-    def band(axis):
-        return ", ".join(f"{v}: {r.difficulty:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
-                         for v, r in table.loc[axis].iterrows())
-    measured = (f"difficulty (mean log10 test loss over n = {', '.join(map(str, sorted(set(frame.n))))}; seed-mean "
-                f"[min, max] over seeds) by heads — {band('heads')}; by embedding dim — {band('dim')}. Seed-mean test "
+    measured = (f"{_bands(frame, table, 'heads')}; {_bands(frame, table, 'dim')}. Seed-mean test "
                 f"loss dim {d_lo} vs {d_hi} where either generalizes: "
                 + (", ".join(f"n = {n}: {at[(d_lo, n)]:.3g} vs {at[(d_hi, n)]:.3g}" for n in learned) or "none")
                 + f". ({seed_note(frame)})")
@@ -619,6 +624,48 @@ def axes_figure(frame: pd.DataFrame):
         ax.legend(title=axis, fontsize=8, title_fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def figure5_regraded(fig5: dict[str, Claim], frame: pd.DataFrame, floor: float = GAP_FLOOR) -> list[Claim]:
+    """Check 4's consequence, fixed before its runs: where its three seeds read an axis differently
+    from figure 5's one seed, that axis's status row is re-graded on the three seeds.
+
+    ``fig5``: figure 5's claims by name (``claims.hp_depth_heads``, ``claims.hp_embedding_dim``);
+    ``frame``: check 4's runs (:func:`axes_verdict`).  Returns the re-graded claims (none, one or
+    both), to record in place of figure 5's:
+
+    * ``hp_depth_heads`` if check 4's "16 heads below 1 head" differs from figure 5's "8 heads below
+      1 head": its heads check is replaced by check 4's, its depth check (which check 4 does not
+      test) is kept;
+    * ``hp_embedding_dim`` if check 4's two dim checks grade to another verdict than figure 5's
+      (dim 512 vs 32 on three seeds against dim 256 vs 32 on one): it takes check 4's checks.
+    """
+    axes = axes_verdict(frame, floor)
+    table = axes_table(frame, floor)
+    d = table.difficulty
+    (h_lo, h_hi), (d_lo, d_hi) = AXES_ENDS["heads"], AXES_ENDS["dim"]
+    heads_key = f"{h_hi} heads below {h_lo} (bands apart)"
+    dim_keys = (f"dim {d_hi} above dim {d_lo} (bands apart)", f"dim {d_hi} never easier where either generalizes")
+    seeds = seed_note(frame)
+    out = []
+    heads5 = fig5["hp_depth_heads"]
+    if bool(heads5.checks["more heads"]) != axes.checks[heads_key]:
+        checks = {"deeper": heads5.checks["deeper"], f"more heads: {heads_key}, check 4": axes.checks[heads_key]}
+        out.append(Claim("hp_depth_heads", grade(checks.values()),
+                         f"{heads5.measured}. Heads re-graded by check 4 ({seeds}): {h_hi} heads "
+                         f"{'below' if axes.checks[heads_key] else 'not below'} {h_lo} head beyond the seeds; "
+                         + _bands(frame, table, "heads"),
+                         f"{heads5.ours}; check 4: heads {h_lo} → {h_hi}: {d[('heads', h_lo)]:+.2f} → "
+                         f"{d[('heads', h_hi)]:+.2f}", checks))
+    dim5 = fig5["hp_embedding_dim"]
+    checks = {k: axes.checks[k] for k in dim_keys}
+    if grade(checks.values()) != dim5.verdict:
+        out.append(Claim("hp_embedding_dim", grade(checks.values()),
+                         f"Re-graded by check 4 ({seeds}): {axes.measured} Figure 5 (seed 0) read it "
+                         f"{dim5.verdict}: {dim5.measured}",
+                         f"check 4: dim {d_lo} → {d_hi}: {d[('dim', d_lo)]:+.2f} → {d[('dim', d_hi)]:+.2f} ({seeds})",
+                         checks))
+    return out
 
 
 # ----------------------------------------------------------------------------- speed: bf16
