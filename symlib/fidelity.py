@@ -552,13 +552,25 @@ def axes_table(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> pd.DataFrame:
         difficulty="mean", low="min", high="max", seeds="count")
 
 
-def _bands(frame: pd.DataFrame, table: pd.DataFrame, axis: str) -> str:
-    """'difficulty (…) by heads — 1: -0.72 [-0.80, -0.60], 2: …': each value's difficulty and seed
-    band on one axis of :func:`axes_table`."""
-    ns = ", ".join(map(str, sorted(set(frame.n))))
-    return (f"difficulty (mean log10 test loss over n = {ns}; seed-mean [min, max] over seeds) by "
-            f"{'heads' if axis == 'heads' else 'embedding dim'} — "
-            + ", ".join(f"{v}: {r.difficulty:+.2f} [{r.low:+.2f}, {r.high:+.2f}]" for v, r in table.loc[axis].iterrows()))
+def _difficulty_note(frame: pd.DataFrame) -> str:
+    """What check 4's difficulty is, for its sentences."""
+    return f"mean log10 test loss over n = {', '.join(map(str, sorted(set(frame.n))))}; seed-mean [min, max] over seeds"
+
+
+def _bands(table: pd.DataFrame, axis: str) -> str:
+    """'1: -0.72 [-0.80, -0.60], 2: …': each value's difficulty and seed band on one axis of :func:`axes_table`."""
+    return ", ".join(f"{v}: {r.difficulty:+.2f} [{r.low:+.2f}, {r.high:+.2f}]" for v, r in table.loc[axis].iterrows())
+
+
+def _dim_never_easier(frame: pd.DataFrame) -> tuple[bool, str]:
+    """Whether the largest dim is never easier than the smallest at an n where either generalizes
+    (seed-mean test loss below ``claims.TRIVIAL``), and the sentence with those losses."""
+    (d_lo, d_hi), (col, base) = AXES_ENDS["dim"], AXES_OTHER["dim"]
+    at = frame[frame[col] == base].groupby(["model.dim", "n"]).test_loss.mean()
+    learned = [n for n in sorted(set(frame.n)) if min(at[(d_lo, n)], at[(d_hi, n)]) < TRIVIAL]
+    return (all(at[(d_hi, n)] >= at[(d_lo, n)] for n in learned),
+            f"Seed-mean test loss dim {d_lo} vs {d_hi} where either generalizes: "
+            + (", ".join(f"n = {n}: {at[(d_lo, n)]:.3g} vs {at[(d_hi, n)]:.3g}" for n in learned) or "none"))
 
 
 def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
@@ -580,18 +592,13 @@ def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
     (h_lo, h_hi), (d_lo, d_hi) = AXES_ENDS["heads"], AXES_ENDS["dim"]
     heads_help = bool(table.loc[("heads", h_hi), "high"] < table.loc[("heads", h_lo), "low"])
     dim_harder = bool(table.loc[("dim", d_hi), "low"] > table.loc[("dim", d_lo), "high"])
-    col, base = AXES_OTHER["dim"]
-    at = frame[frame[col] == base].groupby(["model.dim", "n"]).test_loss.mean()
-    learned = [n for n in sorted(set(frame.n)) if min(at[(d_lo, n)], at[(d_hi, n)]) < TRIVIAL]
-    never_easier = all(at[(d_hi, n)] >= at[(d_lo, n)] for n in learned)
+    never_easier, dim_loss = _dim_never_easier(frame)
     checks = {f"{h_hi} heads below {h_lo} (bands apart)": heads_help,
               f"dim {d_hi} above dim {d_lo} (bands apart)": dim_harder,
               f"dim {d_hi} never easier where either generalizes": never_easier}
 
-    measured = (f"{_bands(frame, table, 'heads')}; {_bands(frame, table, 'dim')}. Seed-mean test "
-                f"loss dim {d_lo} vs {d_hi} where either generalizes: "
-                + (", ".join(f"n = {n}: {at[(d_lo, n)]:.3g} vs {at[(d_hi, n)]:.3g}" for n in learned) or "none")
-                + f". ({seed_note(frame)})")
+    measured = (f"difficulty ({_difficulty_note(frame)}) by heads — {_bands(table, 'heads')}; by embedding dim — "
+                f"{_bands(table, 'dim')}. {dim_loss}. ({seed_note(frame)})")
     d = table.difficulty
     ours = (f"heads {h_lo} → {h_hi}: {d[('heads', h_lo)]:+.2f} → {d[('heads', h_hi)]:+.2f}; "
             f"dim {d_lo} → {d_hi}: {d[('dim', d_lo)]:+.2f} → {d[('dim', d_hi)]:+.2f}")
@@ -654,15 +661,16 @@ def figure5_regraded(fig5: dict[str, Claim], frame: pd.DataFrame, floor: float =
         out.append(Claim("hp_depth_heads", grade(checks.values()),
                          f"{heads5.measured}. Heads re-graded by check 4 ({seeds}): {h_hi} heads "
                          f"{'below' if axes.checks[heads_key] else 'not below'} {h_lo} head beyond the seeds; "
-                         + _bands(frame, table, "heads"),
+                         f"difficulty ({_difficulty_note(frame)}) by heads — {_bands(table, 'heads')}",
                          f"{heads5.ours}; check 4: heads {h_lo} → {h_hi}: {d[('heads', h_lo)]:+.2f} → "
                          f"{d[('heads', h_hi)]:+.2f}", checks))
     dim5 = fig5["hp_embedding_dim"]
     checks = {k: axes.checks[k] for k in dim_keys}
     if grade(checks.values()) != dim5.verdict:
         out.append(Claim("hp_embedding_dim", grade(checks.values()),
-                         f"Re-graded by check 4 ({seeds}): {axes.measured} Figure 5 (seed 0) read it "
-                         f"{dim5.verdict}: {dim5.measured}",
+                         f"Re-graded by check 4 ({seeds}): difficulty ({_difficulty_note(frame)}) by embedding "
+                         f"dim — {_bands(table, 'dim')}. {_dim_never_easier(frame)[1]}. Figure 5 (seed 0) read "
+                         f"it {dim5.verdict}: {dim5.measured}",
                          f"check 4: dim {d_lo} → {d_hi}: {d[('dim', d_lo)]:+.2f} → {d[('dim', d_hi)]:+.2f} ({seeds})",
                          checks))
     return out
