@@ -247,12 +247,14 @@ def binding_verdict(table: pd.DataFrame) -> tuple[str, list[bool], str]:
     checks = [len(plateau) > 0, bool(last.test_error >= BINDING_STILL_WRONG), len(solved) > 0]
     def curve(t):
         return ", ".join(f"{e:.2f} (n = {n})" for n, e in zip(t.n, t.test_error))
-    measured = (f"d = 64, {int(plain.seeds.min())}–{int(plain.seeds.max())} seeds per point: plain test error {curve(plain)}; "
+    lo, hi = int(min(plain.seeds.min(), both.seeds.min())), int(max(plain.seeds.max(), both.seeds.max()))
+    measured = (f"d = 64, {lo if lo == hi else f'{lo}–{hi}'} seeds per point: plain test error {curve(plain)}; "
                 f"share that is the other variable's value at the plateau: "
                 + (", ".join(f"{o / e:.0%} (n = {n})" for n, o, e in zip(plateau.n, plateau.other_value, plateau.test_error))
                    if len(plateau) else "no plateau")
                 + f". + KQ & VO: {curve(both)}. Checks (plateau / plain still wrong at n = {int(last.n)} / "
-                f"KQ & VO < {BINDING_SOLVED} by {BINDING_SOLVED_BY}): {checks}.")
+                f"KQ & VO < {BINDING_SOLVED} by {BINDING_SOLVED_BY}): "
+                + ", ".join("held" if c else "failed" for c in checks) + ".")
     return grade(checks), checks, measured
 
 

@@ -189,7 +189,8 @@ def test_binding_verdict_rule(plain, both, checks):
     verdict, got, measured = NT.binding_verdict(_binding(plain, both))
     assert got == checks
     assert verdict == {3: "reproduced", 0: "not reproduced"}.get(sum(checks), "partial")
-    assert "plain test error 0.95 (n = 16)" in measured
+    assert measured.startswith("d = 64, 2 seeds per point: plain test error 0.95 (n = 16)")
+    assert measured.endswith(": " + ", ".join("held" if c else "failed" for c in checks) + ".")
     last_plain, last_both = plain[-1], both[-1]
     assert NT.binding_ours(_binding(plain, both)) == (
         f"plain {last_plain[1]:.2f} at n = {last_plain[0]} ({last_plain[2] / last_plain[1]:.0%} the other value), "
