@@ -633,12 +633,13 @@ def axes_figure(frame: pd.DataFrame):
     return fig
 
 
-def figure5_regraded(fig5: dict[str, Claim], frame: pd.DataFrame, floor: float = GAP_FLOOR) -> list[Claim]:
+def figure5_regraded(fig5: dict[str, Claim], axes: Claim, frame: pd.DataFrame, floor: float = GAP_FLOOR) -> list[Claim]:
     """Check 4's consequence, fixed before its runs: where its three seeds read an axis differently
     from figure 5's one seed, that axis's status row is re-graded on the three seeds.
 
     ``fig5``: figure 5's claims by name (``claims.hp_depth_heads``, ``claims.hp_embedding_dim``);
-    ``frame``: check 4's runs (:func:`axes_verdict`).  Returns the re-graded claims (none, one or
+    ``axes``: check 4's verdict, :func:`axes_verdict` of ``frame``; ``frame``: check 4's runs (for
+    the bands the re-graded rows quote).  Returns the re-graded claims (none, one or
     both), to record in place of figure 5's:
 
     * ``hp_depth_heads`` if check 4's "16 heads below 1 head" differs from figure 5's "8 heads below
@@ -647,7 +648,6 @@ def figure5_regraded(fig5: dict[str, Claim], frame: pd.DataFrame, floor: float =
     * ``hp_embedding_dim`` if check 4's two dim checks grade to another verdict than figure 5's
       (dim 512 vs 32 on three seeds against dim 256 vs 32 on one): it takes check 4's checks.
     """
-    axes = axes_verdict(frame, floor)
     table = axes_table(frame, floor)
     d = table.difficulty
     (h_lo, h_hi), (d_lo, d_hi) = AXES_ENDS["heads"], AXES_ENDS["dim"]

@@ -580,26 +580,30 @@ def figure5_claims(more_heads: bool, dim_verdict: str) -> dict:
                                                dim_checks)))}
 
 
+def regraded(fig5: dict, frame) -> list:
+    """Check 4's re-grade of figure 5's rows, on check 4's verdict of ``frame`` (as the chapter calls it)."""
+    from symlib.fidelity import axes_verdict, figure5_regraded
+    return figure5_regraded(fig5, axes_verdict(frame), frame)
+
+
 def test_check_4_regrades_only_the_axes_it_reads_differently_from_figure_5():
-    from symlib.fidelity import figure5_regraded
     f = axes_frame({**HEADS_HELP, **DIM_HURTS})  # check 4: both readings hold on three seeds
-    assert figure5_regraded(figure5_claims(True, "reproduced"), f) == []  # figure 5 read both the same: nothing changes
-    (dim,) = figure5_regraded(figure5_claims(True, "partial"), f)
+    assert regraded(figure5_claims(True, "reproduced"), f) == []  # figure 5 read both the same: nothing changes
+    (dim,) = regraded(figure5_claims(True, "partial"), f)
     assert dim.claim == "hp_embedding_dim" and dim.verdict == "reproduced" and all(dim.checks.values())
     assert dim.measured.startswith("Re-graded by check 4 (seeds 0, 1, 2)") and "read it partial: fig 5 dim" in dim.measured
     assert dim.ours == "check 4: dim 32 → 512: -1.40 → -0.60 (seeds 0, 1, 2)"
 
 
 def test_check_4_overlapping_heads_bands_take_back_figure_5s_heads_but_keep_its_depth():
-    from symlib.fidelity import figure5_regraded
     close_heads = {("heads", 1): [-0.5, -0.4, -1.3], ("heads", 16): [-1.5, -1.2, -1.4]}
-    heads, = figure5_regraded(figure5_claims(True, "reproduced"), axes_frame({**close_heads, **DIM_HURTS}))
+    heads, = regraded(figure5_claims(True, "reproduced"), axes_frame({**close_heads, **DIM_HURTS}))
     assert heads.claim == "hp_depth_heads" and heads.verdict == "partial"
     assert heads.checks == {"deeper": True, "more heads: 16 heads below 1 (bands apart), check 4": False}
     assert "16 heads not below 1 head beyond the seeds" in heads.measured and "1: -0.73 [-1.30, -0.40]" in heads.measured
     assert heads.ours.startswith("depth +0.1 → -0.5, heads -0.4 → -0.9; check 4: heads 1 → 16: -0.73 → -1.37")
     # the reverse: figure 5's one seed missed what three seeds show
-    both = figure5_regraded(figure5_claims(False, "not reproduced"), axes_frame({**HEADS_HELP, **DIM_HURTS}))
+    both = regraded(figure5_claims(False, "not reproduced"), axes_frame({**HEADS_HELP, **DIM_HURTS}))
     assert [(c.claim, c.verdict) for c in both] == [("hp_depth_heads", "reproduced"), ("hp_embedding_dim", "reproduced")]
 
 
