@@ -304,6 +304,26 @@ def cost_per_sample_epoch(frame: pd.DataFrame) -> pd.Series:
     return frame.wall_time_s * frame.threads / (frame.n * frame.epochs_run)
 
 
+def price_check(frame: pd.DataFrame, upto: int = 1024, min_n: int = RATE_MIN_N) -> pd.DataFrame:
+    """How well :func:`missing_cpu_hours`' rule prices large runs, where both sides are measured.
+
+    Per d with CPU runs both at ``min_n`` <= n <= ``upto`` and above ``upto``: the runs above
+    ``upto`` priced at the median cost per sample-epoch of those at or below it (the rule of
+    :func:`cpu_rate`, fed only the smaller runs), their recorded CPU time, and ``ratio`` =
+    recorded / priced — above 1 where the rule under-prices.  ``frame``: copy runs (:func:`with_d`)."""
+    cpu = frame[frame.device == "cpu"]
+    rows = []
+    for d, part in cpu.groupby("d"):
+        low, high = part[(part.n >= min_n) & (part.n <= upto)], part[part.n > upto]
+        if low.empty or high.empty:
+            continue
+        priced = float((high.n * high.epochs_run).sum() * cost_per_sample_epoch(low).median() / 3600)
+        recorded = float((high.wall_time_s * high.threads).sum() / 3600)
+        rows.append({"d": int(d), "runs": len(high), "largest_n": int(high.n.max()), "priced_cpu_hours": priced,
+                     "recorded_cpu_hours": recorded, "ratio": recorded / priced})
+    return pd.DataFrame(rows, columns=["d", "runs", "largest_n", "priced_cpu_hours", "recorded_cpu_hours", "ratio"])
+
+
 def missing_cpu_hours(configs, rate: pd.Series) -> pd.DataFrame:
     """Per d: the runs of ``configs`` (configs not yet stored), their sample-epochs, and their cost
     in CPU-hours at ``rate`` (:func:`cpu_rate`).  A d without a measured rate is priced at the

@@ -300,6 +300,20 @@ def test_cpu_rate_is_the_median_cost_per_sample_epoch_of_cpu_runs_at_large_n():
     assert rate.to_dict() == {64: pytest.approx(2e-3)}
 
 
+def test_price_check_prices_the_large_runs_from_the_small_ones_and_compares_with_their_record():
+    frame = pd.DataFrame({"d": [64, 64, 64, 64, 256, 256], "n": [256, 1024, 2048, 4096, 512, 2048],
+                          "wall_time_s": [256.0, 2048.0, 8192.0, 4096.0, 1.0, 1.0], "threads": [1, 1, 1, 2, 1, 1],
+                          "epochs_run": [1000] * 6, "device": ["cpu"] * 5 + ["cuda:0"]})
+    check = NT.price_check(frame).set_index("d")
+    # d = 64: rates 1 and 2 ms at n <= 1024, median 1.5 ms; runs above: 6144 sample-epochs × 1000 × 1.5 ms
+    # = 9216 s priced against 8192 + 2 × 4096 = 16384 s recorded; d = 256's large run trained on a GPU
+    assert check.index.tolist() == [64] and check.loc[64, "runs"] == 2 and check.loc[64, "largest_n"] == 4096
+    assert check.loc[64, "priced_cpu_hours"] == pytest.approx(9216 / 3600)
+    assert check.loc[64, "recorded_cpu_hours"] == pytest.approx(16384 / 3600)
+    assert check.loc[64, "ratio"] == pytest.approx(16384 / 9216)
+    assert NT.price_check(frame[frame.n <= 1024]).empty
+
+
 def test_missing_cpu_hours_prices_each_d_and_interpolates_between_measured_ones():
     rate = pd.Series({32: 1e-3, 128: 4e-3})
     configs = [c for c in experiment("copy", "paper") if c.model.dim in (32, 64) and not c.model.vo_identity
