@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Mapping
 
 from .checks import positive_int
@@ -89,6 +90,11 @@ def _run_one(config: dict, checkpoint: str | None = None, threads: int = 1) -> d
     return fit(RunConfig.from_dict(config), threads=threads, checkpoint=checkpoint).to_dict()
 
 
+UNGUARDED = ("a sweep's worker process imported a script that calls run_sweep at its top level; call it under "
+             "`if __name__ == \"__main__\":` (the workers are spawned, and a spawned process imports the script "
+             "that started it)")
+
+
 def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, workers: int | None = None,
               scheduler=None, progress: bool | None = None, poll: float = 5.0,
               threads: int = 1) -> list[RunResult]:
@@ -105,6 +111,8 @@ def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, worke
     next-token models at large n — gains from two).
     """
     positive_int("threads", threads)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # multiprocessing's own test for it
+        raise RuntimeError(UNGUARDED)
     configs = list(configs)
     store = store or RunStore()
     todo = missing(configs, store)
@@ -129,7 +137,14 @@ def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, worke
             size = min(workers or os.cpu_count(), len(todo))
             with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_die_with_parent,
                                      initargs=(os.getpid(),)) as pool:
-                _drain(todo, store, _PoolRunner(pool, size, threads), bar, poll)
+                try:
+                    _drain(todo, store, _PoolRunner(pool, size, threads), bar, poll)
+                except BrokenProcessPool as e:
+                    raise RuntimeError(
+                        "a worker process of the sweep died: killed, out of memory, or — if the sweep was started "
+                        "from a script — the script calls run_sweep without `if __name__ == \"__main__\":` (the "
+                        "worker's own message is above).  The runs finished before it are stored: run the sweep "
+                        "again to resume") from e
     finally:
         bar.close()
     return store.load(configs)

@@ -207,3 +207,28 @@ def test_the_sweep_command_runs_without_the_notebook_stack(tmp_path):
     out = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert re.search(r"copy \(paper\): \d+ runs, 0 in .* to compute", out.stderr)  # the dry run reports on stderr
+
+
+def test_a_script_that_calls_run_sweep_unguarded_gets_a_clear_error(tmp_path):
+    """The workers are spawned and import the script that started the sweep: without
+    ``if __name__ == "__main__":`` each would start a sweep of its own.  The worker says why it
+    stops, the sweep says what died and that it can resume, and no run is stored half-done."""
+    script = (f"import sys\nsys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+              "from symlib import ModelConfig, TrainConfig\nfrom symlib.store import RunStore\n"
+              "from symlib.sweep import grid, run_sweep\n"
+              "cs = grid('same_different', {'mlp': ModelConfig(kind='mlp', hidden=8)}, n=[4, 8], seeds=[0],\n"
+              "          train=TrainConfig(epochs=2), data={'n_test': 8, 'test_alphabet': 8, 'n_val': 4, 'val_alphabet': 4})\n"
+              f"run_sweep(cs, RunStore({str(tmp_path / 'data')!r}), workers=2, progress=False)\n")
+    (tmp_path / "unguarded.py").write_text(script)
+    out = subprocess.run([sys.executable, str(tmp_path / "unguarded.py")], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "calls run_sweep at its top level; call it under `if __name__ == \"__main__\":`" in out.stderr
+    assert "RuntimeError: a worker process of the sweep died" in out.stderr and "run the sweep again" in out.stderr
+    assert not list((tmp_path / "data").glob("runs/*.json"))
+
+
+def test_run_sweep_refuses_to_start_inside_a_worker_importing_its_script(monkeypatch):
+    import multiprocessing
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match=r"worker process imported a script that calls run_sweep"):
+        run_sweep(configs())
