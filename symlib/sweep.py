@@ -142,9 +142,9 @@ def run_sweep(configs: Iterable[RunConfig], store: RunStore | None = None, worke
                 except BrokenProcessPool as e:
                     raise RuntimeError(
                         "a worker process of the sweep died: killed, out of memory, or — if the sweep was started "
-                        "from a script — the script calls run_sweep without `if __name__ == \"__main__\":` (the "
-                        "worker's own message is above).  The runs finished before it are stored: run the sweep "
-                        "again to resume") from e
+                        "from a script — the script calls run_sweep without `if __name__ == \"__main__\":` (a "
+                        "worker that stopped by itself printed why, above).  The runs finished before it are "
+                        "stored: run the sweep again to resume") from e
     finally:
         bar.close()
     return store.load(configs)
