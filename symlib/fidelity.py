@@ -573,6 +573,12 @@ def _dim_never_easier(frame: pd.DataFrame) -> tuple[bool, str]:
             + (", ".join(f"n = {n}: {at[(d_lo, n)]:.3g} vs {at[(d_hi, n)]:.3g}" for n in learned) or "none"))
 
 
+def band_below(table: pd.DataFrame, lower: tuple[str, int], upper: tuple[str, int]) -> bool:
+    """Whether the seed band of ``lower`` (an (axis, value) row of :func:`axes_table`) lies wholly
+    below that of ``upper``: a difference three seeds can tell from noise."""
+    return bool(table.loc[lower, "high"] < table.loc[upper, "low"])
+
+
 def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
     """Check 4: do figure 5's two contested readings hold at the paper's values, on three seeds?
 
@@ -590,8 +596,8 @@ def axes_verdict(frame: pd.DataFrame, floor: float = GAP_FLOOR) -> Claim:
     if missing:
         raise ValueError(f"check 4 needs runs at {', '.join(missing)} (run `python -m symlib sweep fidelity_axes`)")
     (h_lo, h_hi), (d_lo, d_hi) = AXES_ENDS["heads"], AXES_ENDS["dim"]
-    heads_help = bool(table.loc[("heads", h_hi), "high"] < table.loc[("heads", h_lo), "low"])
-    dim_harder = bool(table.loc[("dim", d_hi), "low"] > table.loc[("dim", d_lo), "high"])
+    heads_help = band_below(table, ("heads", h_hi), ("heads", h_lo))
+    dim_harder = band_below(table, ("dim", d_lo), ("dim", d_hi))
     never_easier, dim_loss = _dim_never_easier(frame)
     checks = {f"{h_hi} heads below {h_lo} (bands apart)": heads_help,
               f"dim {d_hi} above dim {d_lo} (bands apart)": dim_harder,

@@ -311,15 +311,13 @@ def price_check(frame: pd.DataFrame, upto: int = 1024, min_n: int = RATE_MIN_N) 
     ``upto`` priced at the median cost per sample-epoch of those at or below it (the rule of
     :func:`cpu_rate`, fed only the smaller runs), their recorded CPU time, and ``ratio`` =
     recorded / priced — above 1 where the rule under-prices.  ``frame``: copy runs (:func:`with_d`)."""
-    cpu = frame[frame.device == "cpu"]
+    rate = cpu_rate(frame[frame.n <= upto], min_n)                     # the rule, fed only the smaller runs
+    high = frame[(frame.device == "cpu") & (frame.n > upto) & frame.d.isin(rate.index)]
     rows = []
-    for d, part in cpu.groupby("d"):
-        low, high = part[(part.n >= min_n) & (part.n <= upto)], part[part.n > upto]
-        if low.empty or high.empty:
-            continue
-        priced = float((high.n * high.epochs_run).sum() * cost_per_sample_epoch(low).median() / 3600)
-        recorded = float((high.wall_time_s * high.threads).sum() / 3600)
-        rows.append({"d": int(d), "runs": len(high), "largest_n": int(high.n.max()), "priced_cpu_hours": priced,
+    for d, part in high.groupby("d"):
+        priced = float((part.n * part.epochs_run).sum() * rate[d] / 3600)
+        recorded = float((part.wall_time_s * part.threads).sum() / 3600)
+        rows.append({"d": int(d), "runs": len(part), "largest_n": int(part.n.max()), "priced_cpu_hours": priced,
                      "recorded_cpu_hours": recorded, "ratio": recorded / priced})
     return pd.DataFrame(rows, columns=["d", "runs", "largest_n", "priced_cpu_hours", "recorded_cpu_hours", "ratio"])
 
