@@ -158,6 +158,11 @@ def copy_verdict(plain_slope: dict, vo_n_star: pd.Series, handful: int = VO_HAND
     return grade(checks), checks
 
 
+def checks_said(checks: list[bool]) -> str:
+    """A verdict's checks as the status page says them: ``[True, False]`` → ``"held, failed"``."""
+    return ", ".join("held" if c else "failed" for c in checks)
+
+
 def choose_vo_scale(table: pd.DataFrame, handful: int = VO_HANDFUL) -> float:
     """The VO multiplier the copy sweep uses (rule stated before ``copy_vo_scale`` ran): the
     smallest ``scale`` whose n* is at most ``handful`` at every d of ``table`` (columns ``scale``,
@@ -254,7 +259,7 @@ def binding_verdict(table: pd.DataFrame) -> tuple[str, list[bool], str]:
                    if len(plateau) else "no plateau")
                 + f". + KQ & VO: {curve(both)}. Checks (plateau / plain still wrong at n = {int(last.n)} / "
                 f"KQ & VO < {BINDING_SOLVED} by {BINDING_SOLVED_BY}): "
-                + ", ".join("held" if c else "failed" for c in checks) + ".")
+                + checks_said(checks) + ".")
     return grade(checks), checks, measured
 
 

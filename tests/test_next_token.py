@@ -143,6 +143,10 @@ def test_copy_verdict_rule(low, high, vo, verdict):
     assert got == verdict and len(checks) == 3
 
 
+def test_checks_said_reads_like_the_status_page():
+    assert NT.checks_said([True, False, True]) == "held, failed, held"
+
+
 def test_choose_vo_scale_takes_the_smallest_that_works_at_every_d():
     table = pd.DataFrame([(s, d, n) for s, ns in [(1, [64, 128]), (10, [8, 64]), (30, [8, 16]), (100, [4, 8])]
                           for d, n in zip((64, 256), ns)], columns=["scale", "d", "n_star"])
@@ -190,7 +194,7 @@ def test_binding_verdict_rule(plain, both, checks):
     assert got == checks
     assert verdict == {3: "reproduced", 0: "not reproduced"}.get(sum(checks), "partial")
     assert measured.startswith("d = 64, 2 seeds per point: plain test error 0.95 (n = 16)")
-    assert measured.endswith(": " + ", ".join("held" if c else "failed" for c in checks) + ".")
+    assert measured.endswith(": " + NT.checks_said(checks) + ".")
     last_plain, last_both = plain[-1], both[-1]
     assert NT.binding_ours(_binding(plain, both)) == (
         f"plain {last_plain[1]:.2f} at n = {last_plain[0]} ({last_plain[2] / last_plain[1]:.0%} the other value), "
