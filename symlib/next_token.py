@@ -15,8 +15,8 @@ and the verdict rules written before the runs.
 * :func:`binding_table` — variable binding's test error split into "the other variable's value"
   and "any other token"; :func:`binding_verdict` — the rule for the binding claim.
 * :func:`binding_progress` — what a partly run binding grid shows so far (for the status page).
-* :func:`cost_per_sample_epoch`, :func:`cpu_rate` / :func:`missing_cpu_hours` — what a run cost per
-  sample-epoch, and what the runs still missing from a grid would cost on this CPU at that rate.
+* :func:`cost_per_sample_epoch`, :func:`cpu_rate`, :func:`point_rate` / :func:`missing_cpu_hours` —
+  what a run cost per sample-epoch, and what the runs still missing from a grid would cost on this CPU.
 
 Input frames come from :meth:`symlib.store.RunStore.frame` (one row per run; the embedding
 dimension d is its column ``model.dim``, shown as ``d``).  Chapter: *Next-token experiments*.
@@ -327,20 +327,29 @@ def price_check(frame: pd.DataFrame, upto: int = 1024, min_n: int = RATE_MIN_N) 
     return pd.DataFrame(rows, columns=["d", "runs", "largest_n", "priced_cpu_hours", "recorded_cpu_hours", "ratio"])
 
 
-def missing_cpu_hours(configs, rate: pd.Series) -> pd.DataFrame:
+def point_rate(frame: pd.DataFrame) -> pd.Series:
+    """Median CPU seconds per sample-epoch of the runs of ``frame`` trained on a CPU, by (d, n): what
+    a run costs at a point another seed has already run on this CPU.  ``frame``: copy runs
+    (:func:`with_d`)."""
+    cpu = frame[frame.device == "cpu"]
+    return cost_per_sample_epoch(cpu).groupby([cpu.d, cpu.n]).median().rename("s_per_sample_epoch")
+
+
+def missing_cpu_hours(configs, rate: pd.Series, at_point: pd.Series | None = None) -> pd.DataFrame:
     """Per d: the runs of ``configs`` (configs not yet stored), their sample-epochs, and their cost
-    in CPU-hours at ``rate`` (:func:`cpu_rate`).  A d without a measured rate is priced at the
-    geometric mean of the nearest measured d below and above (``how``: "interpolated"); a d outside
-    the measured range is an error, not an extrapolation."""
+    in CPU-hours.  A run at a (d, n) another seed ran on this CPU is priced at that point's measured
+    cost (``at_point``, from :func:`point_rate`; ``priced_at_point`` counts them); the others at
+    d's ``rate`` (:func:`cpu_rate`).  A d without a measured rate is priced at the geometric mean of
+    the nearest measured d below and above (``how``: "interpolated"); a d outside the measured range
+    is an error, not an extrapolation."""
     if rate.empty:
         raise ValueError("missing_cpu_hours needs a rate measured at one d at least (cpu_rate is empty)")
-    rows = {}
+    at_point = pd.Series(dtype=float) if at_point is None else at_point
+    by_d: dict[int, list] = {}
     for c in configs:
-        row = rows.setdefault(c.model.dim, {"d": c.model.dim, "runs": 0, "sample_epochs": 0})
-        row["runs"] += 1
-        row["sample_epochs"] += c.data.n * c.train.epochs
+        by_d.setdefault(c.model.dim, []).append(c)
     out = []
-    for d, row in sorted(rows.items()):
+    for d, runs in sorted(by_d.items()):
         if d in rate.index:
             r, how = rate[d], "measured"
         else:
@@ -349,5 +358,9 @@ def missing_cpu_hours(configs, rate: pd.Series) -> pd.DataFrame:
                 raise ValueError(f"no CPU rate measured at or around d = {d}; measured at d = "
                                  f"{', '.join(map(str, rate.index))}")
             r, how = math.sqrt(rate[below.max()] * rate[above.min()]), "interpolated"
-        out.append({**row, "s_per_sample_epoch": r, "how": how, "cpu_hours": row["sample_epochs"] * r / 3600})
-    return pd.DataFrame(out, columns=["d", "runs", "sample_epochs", "s_per_sample_epoch", "how", "cpu_hours"])
+        seconds = [c.data.n * c.train.epochs * at_point.get((d, c.data.n), r) for c in runs]
+        out.append({"d": d, "runs": len(runs), "sample_epochs": sum(c.data.n * c.train.epochs for c in runs),
+                    "priced_at_point": sum((d, c.data.n) in at_point.index for c in runs),
+                    "s_per_sample_epoch": r, "how": how, "cpu_hours": sum(seconds) / 3600})
+    return pd.DataFrame(out, columns=["d", "runs", "sample_epochs", "priced_at_point", "s_per_sample_epoch",
+                                      "how", "cpu_hours"])

@@ -304,6 +304,14 @@ def test_cpu_rate_is_the_median_cost_per_sample_epoch_of_cpu_runs_at_large_n():
     assert rate.to_dict() == {64: pytest.approx(2e-3)}
 
 
+def test_point_rate_is_the_median_cost_per_sample_epoch_of_cpu_runs_at_each_point():
+    frame = pd.DataFrame({"d": [64, 64, 64, 256], "n": [512, 512, 16, 512],
+                          "wall_time_s": [512.0, 2048.0, 32.0, 1.0], "threads": [1, 1, 1, 1],
+                          "epochs_run": [1000] * 4, "device": ["cpu", "cpu", "cpu", "cuda:0"]})
+    # (64, 512): 1 and 4 ms per sample-epoch, median 2.5 ms; (64, 16): 2 ms; d = 256 ran on a GPU
+    assert NT.point_rate(frame).to_dict() == {(64, 16): pytest.approx(2e-3), (64, 512): pytest.approx(2.5e-3)}
+
+
 def test_price_check_prices_the_large_runs_from_the_small_ones_and_compares_with_their_record():
     frame = pd.DataFrame({"d": [64, 64, 64, 64, 256, 256], "n": [256, 1024, 2048, 4096, 512, 2048],
                           "wall_time_s": [256.0, 2048.0, 8192.0, 4096.0, 1.0, 1.0], "threads": [1, 1, 1, 2, 1, 1],
@@ -327,6 +335,14 @@ def test_missing_cpu_hours_prices_each_d_and_interpolates_between_measured_ones(
         mine = [c for c in configs if c.model.dim == d]
         assert table.loc[d, "runs"] == len(mine) and table.loc[d, "how"] == how
         assert table.loc[d, "cpu_hours"] == pytest.approx(sum(c.data.n * c.train.epochs for c in mine) * r / 3600)
+    # a run at a point another seed ran on this CPU is priced at that point's cost, the rest at d's rate
+    n_big = max(c.data.n for c in configs if c.model.dim == 32)
+    at_point = pd.Series({(32, n_big): 5e-3, (256, n_big): 1.0})
+    table = NT.missing_cpu_hours(configs, rate, at_point).set_index("d")
+    mine = [c for c in configs if c.model.dim == 32]
+    assert table.loc[32, "priced_at_point"] == 1 and table.loc[64, "priced_at_point"] == 0
+    assert table.loc[32, "cpu_hours"] == pytest.approx(
+        sum(c.data.n * c.train.epochs * (5e-3 if c.data.n == n_big else 1e-3) for c in mine) / 3600)
     wide = [c for c in experiment("copy", "paper") if c.model.dim == 1024][:1]
     with pytest.raises(ValueError, match="no CPU rate measured at or around d = 1024; measured at d = 32, 128"):
         NT.missing_cpu_hours(wide, rate)
